@@ -1,0 +1,39 @@
+# The two commands of the README: `make demo` and `make test`. Everything installs into .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-slow lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first and pinned: this CPU build is on the machine; an unpinned torch pulls a CUDA build
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	rm -rf runs/demo-rnn
+	$(BIN)/scratchlm train --data human-numbers --model rnn --out runs/demo-rnn
+	$(BIN)/scratchlm generate runs/demo-rnn --prompt "one thousand one . one thousand two ." --tokens 40
+	$(BIN)/scratchlm score runs/demo-rnn "five thousand six hundred . five thousand six hundred one" \
+		"five thousand six hundred . nine . twelve"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) runs bench/results/*.tmp

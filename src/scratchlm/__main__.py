@@ -1,0 +1,7 @@
+"""`python -m scratchlm ...`, which is also what `torchrun -m scratchlm` runs."""
+
+import sys
+
+from scratchlm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,223 @@
+"""The Python API: `train()` and `lr_find()`; the CLI is a thin layer over these.
+
+    import scratchlm
+    run = scratchlm.train(data="human-numbers", model="rnn", out="runs/hn-rnn")
+    run.generate("one . two .", tokens=20)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from scratchlm.checkpoint import LAST, STATE, TOKENIZER, RunDir, atomic_write_json, load_weights
+from scratchlm.data.batches import LMStream
+from scratchlm.data.human_numbers import NAME as HUMAN_NUMBERS
+from scratchlm.data.pipeline import DataConfig, LMData, load_lm_data
+from scratchlm.data.tokenize import TokenizerSpec, tokenizer_from_json
+from scratchlm.errors import UserError
+from scratchlm.models.base import detach_state
+from scratchlm.models.registry import ModelSpec, get_spec
+from scratchlm.plots import plot_losses, plot_lr_find
+from scratchlm.run import Run
+from scratchlm.speed import autocast, resolve_device, resolve_precision
+from scratchlm.trainer import TrainConfig, Trainer, seed_everything
+
+# What --resume may change, and only when given explicitly; anything else must match the run.
+RESUMABLE_CHANGES = {"epochs", "time", "lr", "patience", "eval_every", "device", "precision"}
+
+
+def train(data: str | None = None, model: str | None = None, out: str | Path | None = None, *,
+          tokenizer: str | None = None, vocab_size: int | None = None, min_freq: int | None = None,
+          encoding: str | None = None, valid_data: str | None = None, valid_fraction: float | None = None,
+          settings: dict[str, Any] | None = None, resume: bool = False, progress: bool = False,
+          cache_dir: str | Path | None = None, on_evaluation=None, **options: Any) -> Run:
+    """Train `model` on `data` into the run directory `out`, or continue it with `resume=True`.
+
+    `options` are TrainConfig fields (epochs, time, lr, batch_size, bptt, seed, ...); unset ones take
+    the model's registry defaults, then TrainConfig's. Returns the loaded Run (best weights).
+    """
+    if unknown := sorted(set(options) - TrainConfig.field_names()):
+        raise UserError(f"unknown training option(s): {', '.join(unknown)}")
+    options = {k: v for k, v in options.items() if v is not None}
+    data_args = {"path": data, "encoding": encoding, "valid_path": valid_data, "valid_fraction": valid_fraction}
+    tok_args = {"kind": tokenizer, "vocab_size": vocab_size, "min_freq": min_freq}
+    out = Path(out) if out else Path("runs") / f"{model or 'rnn'}-{Path(data or HUMAN_NUMBERS).stem}"
+    run_dir = RunDir(out)
+    if resume:
+        plan = plan_resume(run_dir, data_args, tok_args, model, settings, options)
+    else:
+        if run_dir.exists:
+            raise UserError(f"{out} already holds a run; continue it with --resume or choose another --out")
+        plan = plan_new(data_args, tok_args, model or "rnn", settings, options)
+    spec, data_cfg, train_cfg, model_settings = plan
+    with run_dir.lock():
+        return fit_run(run_dir, spec, data_cfg, train_cfg, model_settings, resume, progress, cache_dir,
+                       on_evaluation)
+
+
+def plan_new(data_args: dict, tok_args: dict, model: str, settings: dict | None,
+             options: dict) -> tuple[ModelSpec, DataConfig, TrainConfig, dict]:
+    spec = get_spec(model)
+    path = data_args["path"] or HUMAN_NUMBERS
+    default_kind = "word" if path == HUMAN_NUMBERS else "char"
+    tok = TokenizerSpec(**{"kind": default_kind, **{k: v for k, v in tok_args.items() if v is not None}})
+    data_cfg = DataConfig(**{**data_args, "path": path, "tokenizer": tok})
+    train_defaults = dict(spec.train)
+    if "time" in options and "epochs" not in options:
+        train_defaults.pop("epochs", None)  # --time alone is the bound the user asked for
+    train_cfg = TrainConfig(**{**train_defaults, **options})
+    return spec, data_cfg, train_cfg, {**spec.config, **(settings or {})}
+
+
+def plan_resume(run_dir: RunDir, data_args: dict, tok_args: dict, model: str | None, settings: dict | None,
+                options: dict) -> tuple[ModelSpec, DataConfig, TrainConfig, dict]:
+    """The saved run, with only the explicitly allowed changes; any other difference is refused."""
+    config = run_dir.read_config()
+    if config.get("task") != "lm":
+        raise UserError(f"{run_dir.path} is a {config.get('task')} run; `train --resume` here trains language models")
+    saved = config["model"]
+    if model is not None and model != saved["name"]:
+        raise UserError(f"--resume: the run trains {saved['name']}, not {model}; drop --model or use another --out")
+    if settings and any(saved["config"].get(k) != v for k, v in settings.items()):
+        raise UserError(f"--resume: the model settings differ from the run's ({saved['config']}); the weights would not fit")
+    data_cfg = DataConfig(**config["data"]["config"])
+    given = {k: v for k, v in data_args.items() if v is not None}
+    if "path" in given and given["path"] != HUMAN_NUMBERS:
+        given["path"] = str(Path(given["path"]).expanduser().resolve())
+    for key, value in given.items():
+        if getattr(data_cfg, key) != value:
+            raise UserError(f"--resume: the run's data {key} is {getattr(data_cfg, key)!r}, not {value!r}")
+    for key, value in tok_args.items():
+        if value is not None and getattr(data_cfg.tokenizer, key) != value:
+            raise UserError(f"--resume: the run's tokenizer {key} is {getattr(data_cfg.tokenizer, key)!r}, not {value!r}")
+    saved_train = config["train"]
+    for key, value in options.items():
+        if key not in RESUMABLE_CHANGES and saved_train.get(key) != value:
+            raise UserError(f"--resume: {key} cannot change ({saved_train.get(key)!r} in the run, {value!r} given); "
+                            f"only {', '.join(sorted(RESUMABLE_CHANGES))} may")
+    train_cfg = TrainConfig(**{**saved_train, **options})
+    return get_spec(saved["name"]), data_cfg, train_cfg, saved["config"]
+
+
+def fit_run(run_dir: RunDir, spec: ModelSpec, data_cfg: DataConfig, train_cfg: TrainConfig, settings: dict,
+            resume: bool, progress: bool, cache_dir, on_evaluation) -> Run:
+    seed_everything(train_cfg.seed)
+    saved_tokenizer = None
+    if resume and run_dir.file(TOKENIZER).exists():
+        saved_tokenizer = tokenizer_from_json(json.loads(run_dir.file(TOKENIZER).read_text()))
+    data = load_lm_data(data_cfg, cache_dir, tokenizer=saved_tokenizer)
+    if resume:
+        expected = run_dir.read_config()["data"]["content_hash"]
+        if data.corpus.content_hash != expected:
+            raise UserError(f"--resume: {data_cfg.path} changed since the run started (its content hash differs); "
+                            "train a new run on the new data")
+    model_cfg = spec.make_config(data.tokenizer.vocab_size, settings)
+    model = spec.build(model_cfg)
+    if model.window is not None and train_cfg.bptt != model.window:
+        raise UserError(f"{spec.name} reads exactly {model.window} tokens; drop --bptt or set it to {model.window}")
+    device = resolve_device(train_cfg.device)
+    precision = resolve_precision(train_cfg.precision, device, sum(p.numel() for p in model.parameters()))
+    model.to(device)
+    train_stream, valid_stream = make_streams(data, train_cfg, model.window is not None)
+    if not resume or not run_dir.exists:
+        run_dir.write_config(run_config(spec, model_cfg, data_cfg, data, train_cfg))
+        atomic_write_json(run_dir.file(TOKENIZER), data.tokenizer.to_json())
+    else:
+        config = run_dir.read_config()
+        config["train"] = asdict(train_cfg)
+        run_dir.write_config({k: v for k, v in config.items() if k != "format"})
+    trainer = Trainer(model, train_stream, valid_stream, train_cfg, run_dir, device, precision, progress,
+                      on_evaluation)
+    run_dir.recover()
+    if resume and run_dir.file(STATE).exists():
+        load_weights(run_dir.file(LAST), model)
+        trainer.restore(run_dir.load_state())
+    history = trainer.fit()
+    if history:
+        plot_losses(history, run_dir.file("loss.png"), f"{spec.name} on {Path(data_cfg.path).name}")
+    return Run.load(run_dir.path, device=train_cfg.device)
+
+
+def make_streams(data: LMData, cfg: TrainConfig, fixed_window: bool) -> tuple[LMStream, LMStream]:
+    train_stream = LMStream(data.train_ids, cfg.batch_size, cfg.bptt, drop_last=fixed_window)
+    # A validation split smaller than the training batch gets fewer rows rather than an error.
+    valid_rows = max(1, min(cfg.batch_size, (len(data.valid_ids) - 1) // cfg.bptt))
+    return train_stream, LMStream(data.valid_ids, valid_rows, cfg.bptt, drop_last=fixed_window)
+
+
+def run_config(spec: ModelSpec, model_cfg: Any, data_cfg: DataConfig, data: LMData, train_cfg: TrainConfig) -> dict:
+    from scratchlm import __version__
+
+    return {
+        "task": spec.task,
+        "model": {"name": spec.name, "config": asdict(model_cfg),
+                  "parameters": sum(p.numel() for p in spec.build(model_cfg).parameters())},
+        "data": {"config": asdict(data_cfg), "content_hash": data.corpus.content_hash,
+                 "encodings": sorted({s.encoding for s in data.corpus.sources}),
+                 "documents": len(data.corpus.sources), "train_tokens": len(data.train_ids),
+                 "valid_tokens": len(data.valid_ids), "vocab_size": data.tokenizer.vocab_size},
+        "train": asdict(train_cfg),
+        "versions": {"scratchlm": __version__, "torch": torch.__version__, "numpy": np.__version__,
+                     "python": platform.python_version()},
+    }
+
+
+def lr_find(data: str | None = None, model: str | None = None, *, plot: str | Path | None = "lr_find.png",
+            start_lr: float = 1e-7, end_lr: float = 10.0, steps: int = 100, tokenizer: str | None = None,
+            vocab_size: int | None = None, encoding: str | None = None, settings: dict | None = None,
+            cache_dir: str | Path | None = None, **options: Any) -> dict:
+    """Loss against a learning rate growing exponentially each step (Smith 2015; fastai's lr_find).
+
+    Stops when the smoothed loss passes 4x its minimum. Suggests the rate a tenth of the one at the
+    minimum: still falling steeply there, safely below the blow-up.
+    """
+    if unknown := sorted(set(options) - TrainConfig.field_names()):
+        raise UserError(f"unknown training option(s): {', '.join(unknown)}")
+    if not 0 < start_lr < end_lr or steps < 5:
+        raise UserError("lr-find needs 0 < --start-lr < --end-lr and at least 5 steps")
+    options = {k: v for k, v in options.items() if v is not None}
+    spec, data_cfg, train_cfg, model_settings = plan_new(
+        {"path": data, "encoding": encoding, "valid_path": None, "valid_fraction": None},
+        {"kind": tokenizer, "vocab_size": vocab_size, "min_freq": None}, model or "rnn", settings, options)
+    seed_everything(train_cfg.seed)
+    lm_data = load_lm_data(data_cfg, cache_dir)
+    net = spec.build(spec.make_config(lm_data.tokenizer.vocab_size, model_settings))
+    device = resolve_device(train_cfg.device)
+    precision = resolve_precision(train_cfg.precision, device, sum(p.numel() for p in net.parameters()))
+    net.to(device).train()
+    stream, _ = make_streams(lm_data, train_cfg, net.window is not None)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=start_lr, weight_decay=train_cfg.weight_decay)
+    lrs, losses, smoothed, best, state = [], [], 0.0, math.inf, None
+    for step in range(steps):
+        lr = start_lr * (end_lr / start_lr) ** (step / (steps - 1))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        x, y = (t.to(device) for t in stream.batch(step % len(stream)))
+        with autocast(device, precision):
+            _, loss, state = net(x, y, state if net.carries_state else None)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        state = detach_state(state)
+        smoothed = 0.98 * smoothed + 0.02 * loss.item()
+        value = smoothed / (1 - 0.98 ** (step + 1))  # bias-corrected moving average
+        if not math.isfinite(value) or (step > 10 and value > 4 * best):
+            break
+        lrs.append(lr)
+        losses.append(value)
+        best = min(best, value)
+    if len(lrs) < 3:
+        raise UserError("lr-find: the loss blew up at once; lower --start-lr")
+    suggestion = lrs[int(np.argmin(losses))] / 10
+    if plot:
+        plot_lr_find(lrs, losses, suggestion, Path(plot))
+    return {"model": spec.name, "suggestion": suggestion, "min_loss_lr": lrs[int(np.argmin(losses))],
+            "lrs": lrs, "losses": losses, "plot": str(plot) if plot else None}

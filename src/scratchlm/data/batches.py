@@ -1,0 +1,85 @@
+"""Batches for language models: the token stream cut into rows that continue from batch to batch.
+
+The stream (here 26 tokens, a..z) is cut into `batch_size` rows, each a contiguous slice of it
+(fast.ai's `group_chunks`, PyTorch word_language_model's `batchify`). With batch_size=4 and bptt=3:
+
+    row 0: a b c | d e f  ...       batch 0 is the first 3 columns, batch 1 the next 3, ...
+    row 1: g h i | j k l  ...       so row i of batch k+1 continues row i of batch k:
+    row 2: m n o | p q r  ...       a stateful model can carry its hidden state across batches
+    row 3: s t u | v w x  ...       (truncated back-propagation through time).
+
+The targets are the same rows shifted one token on (`a b c` -> `b c d`). Each row has
+L = (N - 1) // batch_size positions, so no token is lost but the last (N - 1) % batch_size; the
+first rungs of the ladder use the same stream with bptt=3 and predict only the last target
+(3 tokens in, the 4th out), which is exactly the book's non-overlapping 3-token windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from scratchlm.errors import UserError
+
+
+@dataclass(frozen=True)
+class LMStream:
+    """An ordered, resumable sequence of (inputs, targets) batches over a token stream."""
+
+    ids: np.ndarray  # the token stream (a memmap: rows are read as they are needed)
+    batch_size: int  # B: number of rows, each a contiguous part of the stream
+    bptt: int  # T: tokens per row per batch (the back-propagation window)
+    drop_last: bool = True  # drop a last, shorter window (models with a fixed window need exactly T)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.bptt < 1:
+            raise UserError(f"batch size ({self.batch_size}) and bptt ({self.bptt}) must be at least 1")
+        if self.row_length < 1 or len(self) == 0:
+            raise UserError(f"the data has {len(self.ids):,} tokens: too few for {self.batch_size} rows of "
+                            f"{self.bptt} tokens; use a smaller --batch-size or --bptt, or more text")
+
+    @property
+    def row_length(self) -> int:
+        """L: positions per row; row i covers stream positions i*L .. i*L+L-1 (targets one further)."""
+        return (len(self.ids) - 1) // self.batch_size
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.row_length, self.bptt)
+        return full + (1 if rest and not self.drop_last else 0)
+
+    def batch(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch k: inputs and targets, both (B, T) int64; T is shorter only for a kept last window."""
+        L, T = self.row_length, self.bptt
+        start, stop = k * T, min(k * T + T, L)
+        rows = [np.asarray(self.ids[i * L + start: i * L + stop + 1]) for i in range(self.batch_size)]
+        block = torch.from_numpy(np.stack(rows).astype(np.int64))  # (B, T+1)
+        return block[:, :-1], block[:, 1:]
+
+    def batches(self, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches start, start+1, ...: resuming mid-epoch is skipping to the saved batch index."""
+        for k in range(start, len(self)):
+            yield self.batch(k)
+
+    def shard(self, rank: int, world_size: int) -> LMStream:
+        """This process' share of the rows (distributed data parallel): rank r gets every row group r.
+
+        Each rank's rows are whole rows of the global layout, so B // world_size rows each keep
+        their continuity and the union over ranks is the single-process batch.
+        """
+        if self.batch_size % world_size:
+            raise UserError(f"--batch-size {self.batch_size} must be a multiple of the {world_size} processes")
+        per = self.batch_size // world_size
+        L = self.row_length
+        ids = self.ids[rank * per * L: (rank + 1) * per * L + 1]
+        return LMStream(ids, per, self.bptt, self.drop_last)
+
+
+def split_stream(ids: np.ndarray, valid_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """The first (1 - f) of the stream for training, the rest for validation, in order (as the book)."""
+    if not 0 < valid_fraction < 1:
+        raise UserError(f"--valid-fraction {valid_fraction} must be between 0 and 1")
+    cut = int(len(ids) * (1 - valid_fraction))
+    return ids[:cut], ids[cut:]

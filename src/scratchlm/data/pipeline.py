@@ -1,0 +1,56 @@
+"""From a `--data` argument to the two id streams a language model trains and validates on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from scratchlm.data.batches import split_stream
+from scratchlm.data.cache import tokenize_corpus
+from scratchlm.data.human_numbers import NAME as HUMAN_NUMBERS
+from scratchlm.data.read import Corpus, open_corpus
+from scratchlm.data.tokenize import Tokenizer, TokenizerSpec
+
+
+@dataclass
+class DataConfig:
+    """Where the text comes from and how it is cut; saved in config.json."""
+
+    path: str = HUMAN_NUMBERS  # the built-in corpus, a text file, or a folder of text files
+    encoding: str | None = None  # None: UTF-8, else detected; or a codec name
+    valid_path: str | None = None  # a separate validation file; None: the end of `path`
+    valid_fraction: float | None = None  # share of the stream held out, from its end (book: 0.2; else 0.1)
+    tokenizer: TokenizerSpec = field(default_factory=TokenizerSpec)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tokenizer, dict):
+            self.tokenizer = TokenizerSpec(**self.tokenizer)
+        if self.path != HUMAN_NUMBERS:
+            self.path = str(Path(self.path).expanduser().resolve())
+        if self.valid_path is not None:
+            self.valid_path = str(Path(self.valid_path).expanduser().resolve())
+        if self.valid_fraction is None and self.valid_path is None:
+            self.valid_fraction = 0.2 if self.path == HUMAN_NUMBERS else 0.1
+
+
+@dataclass
+class LMData:
+    tokenizer: Tokenizer
+    train_ids: np.ndarray
+    valid_ids: np.ndarray
+    corpus: Corpus  # what was read: its content hash and encodings go into config.json
+
+
+def load_lm_data(config: DataConfig, cache_dir: Path | None = None,
+                 tokenizer: Tokenizer | None = None) -> LMData:
+    """Read, tokenize (or reuse the cache) and split. A given tokenizer is used as it is (resume, eval)."""
+    corpus = open_corpus(config.path, config.encoding)
+    tokenizer, ids = tokenize_corpus(corpus, tokenizer or config.tokenizer, cache_dir)
+    if config.valid_path:
+        _, valid_ids = tokenize_corpus(open_corpus(config.valid_path, config.encoding), tokenizer, cache_dir)
+        train_ids = ids
+    else:
+        train_ids, valid_ids = split_stream(ids, config.valid_fraction)
+    return LMData(tokenizer, train_ids, valid_ids, corpus)

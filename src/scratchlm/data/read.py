@@ -1,0 +1,157 @@
+"""Reading text: a built-in corpus, a file, or a folder of files, in any encoding, without surprises.
+
+A corpus is a list of `Source`s (one per document) that are read lazily, a block at a time, so a
+1 GB file is never held in memory whole. Decoding is UTF-8 by default; when UTF-8 fails we ask
+charset-normalizer (a maintained detector) instead of guessing by hand; a byte-order mark wins over both.
+Every failure is a `UserError` naming the file and what to do.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from scratchlm.data.human_numbers import NAME as HUMAN_NUMBERS
+from scratchlm.data.human_numbers import human_numbers_text
+from scratchlm.errors import UserError
+
+BLOCK_BYTES = 1 << 22  # read 4 MiB at a time: memory stays flat however big the file
+SNIFF_BYTES = 1 << 16  # bytes looked at to tell text from binary
+BOMS = [(codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+        (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")]
+TEXT_SUFFIXES = {"", ".txt", ".text", ".md", ".rst", ".csv", ".tsv", ".json", ".jsonl", ".srt", ".tex",
+                 ".html", ".xml", ".log", ".py", ".fountain"}
+
+
+@dataclass(frozen=True)
+class Source:
+    """One document: a file on disk (with its encoding) or the built-in corpus."""
+
+    name: str  # a path, or the built-in corpus' name
+    encoding: str  # the codec used to decode it
+
+    def blocks(self) -> Iterator[str]:
+        """The decoded text, a block at a time (a block never splits a multi-byte character)."""
+        if self.name == HUMAN_NUMBERS:
+            yield human_numbers_text()
+            return
+        decoder = codecs.getincrementaldecoder(self.encoding)(errors="strict")
+        with open(self.name, "rb") as f:
+            while block := f.read(BLOCK_BYTES):
+                try:
+                    yield decoder.decode(block)
+                except UnicodeDecodeError as e:
+                    raise UserError(f"{self.name}: cannot be read as {self.encoding} ({e.reason}); "
+                                    f"pass --encoding NAME") from None
+            yield decoder.decode(b"", final=True)
+
+    def lines(self) -> Iterator[str]:
+        """The text as lines, each keeping its line ending (a long block is never re-joined whole)."""
+        carry = ""
+        for block in self.blocks():
+            parts = (carry + block).splitlines(keepends=True)
+            carry = parts.pop() if parts and not parts[-1].endswith(("\n", "\r")) else ""
+            yield from parts
+        if carry:
+            yield carry
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """The documents of one data argument, in a fixed order, with a hash of their bytes."""
+
+    spec: str  # what the user passed to --data
+    sources: tuple[Source, ...]
+    content_hash: str  # sha256 over names and bytes: the key of the token cache
+
+    def texts(self) -> Iterator[Iterator[str]]:
+        """Each document's lines, document by document."""
+        return (source.lines() for source in self.sources)
+
+
+def open_corpus(spec: str, encoding: str | None = None) -> Corpus:
+    """Resolve `--data`: the built-in corpus name, a text file, or a folder of text files."""
+    if spec == HUMAN_NUMBERS:
+        digest = hashlib.sha256(human_numbers_text().encode()).hexdigest()
+        return Corpus(spec, (Source(HUMAN_NUMBERS, "utf-8"),), digest)
+    path = Path(spec)
+    if not path.exists():
+        raise UserError(f"{spec}: no such file or folder (use a text file, a folder of them, or {HUMAN_NUMBERS})")
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        files = [p for p in files if p.stat().st_size > 0]
+        if not files:
+            kinds = ", ".join(sorted(TEXT_SUFFIXES - {""}))
+            raise UserError(f"{spec}: the folder holds no non-empty text files (looked for {kinds})")
+    else:
+        if path.stat().st_size == 0:
+            raise UserError(f"{spec}: the file is empty; give a file with some text in it")
+        files = [path]
+    if encoding:
+        encoding = codec_name(encoding)
+    sources = tuple(Source(str(p), encoding or detect_encoding(p)) for p in files)
+    return Corpus(spec, sources, hash_files(files, root=path))
+
+
+def codec_name(encoding: str) -> str:
+    """The canonical name of an encoding, or a UserError for an unknown one."""
+    try:
+        return codecs.lookup(encoding).name
+    except LookupError:
+        raise UserError(f"unknown encoding {encoding!r} (try utf-8, latin-1, cp1252, utf-16)") from None
+
+
+def detect_encoding(path: Path) -> str:
+    """UTF-8 if the whole file decodes as UTF-8, else a byte-order mark, else charset-normalizer's best guess."""
+    with open(path, "rb") as f:
+        head = f.read(SNIFF_BYTES)
+    if not head:
+        raise UserError(f"{path}: the file is empty; give a file with some text in it")
+    for bom, name in BOMS:
+        if head.startswith(bom):
+            return name
+    if b"\x00" in head:
+        raise UserError(f"{path}: looks like a binary file (it contains NUL bytes), not text; "
+                        "if it is UTF-16 or UTF-32 text without a byte-order mark, pass --encoding")
+    if decodes_as(path, "utf-8"):
+        return "utf-8"
+    from charset_normalizer import from_path  # imported here: only files that are not UTF-8 need it
+
+    best = from_path(path).best()
+    if best is None or not decodes_as(path, best.encoding):
+        raise UserError(f"{path}: not UTF-8 and no other text encoding fits; "
+                        "if it is text, pass --encoding NAME (e.g. latin-1)")
+    return codecs.lookup(best.encoding).name
+
+
+def decodes_as(path: Path, encoding: str) -> bool:
+    """Does the whole file decode with `encoding`? Streams the file, holding one block at a time."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(BLOCK_BYTES):
+                decoder.decode(block)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def hash_files(files: list[Path], root: Path) -> str:
+    """sha256 over the bytes of each file, in order, and for a folder each file's relative name.
+
+    A single file is keyed by its bytes alone, so a renamed or moved copy still finds its cached tokens.
+    """
+    digest = hashlib.sha256()
+    for p in files:
+        if root.is_dir():
+            digest.update(str(p.relative_to(root)).encode() + b"\0")
+        with open(p, "rb") as f:
+            while block := f.read(BLOCK_BYTES):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()

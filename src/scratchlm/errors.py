@@ -1,0 +1,10 @@
+"""The one exception type for a user's mistake.
+
+Library code raises `UserError` for anything the user can fix (a missing file, an unknown model name,
+a run directory of another task). The CLI turns it into one line on stderr and exit code 2; every other
+exception is a bug in scratchlm and keeps its traceback.
+"""
+
+
+class UserError(Exception):
+    """A problem with the user's input, told in one line that says what to do."""

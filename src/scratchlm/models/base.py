@@ -1,0 +1,51 @@
+"""What every language model in scratchlm shares: the loss, and how recurrent state is passed around.
+
+The one interface (makemore's idea: one `generate()` and one `evaluate()` serve every model):
+
+    logits, loss, state = model(idx, targets=None, state=None)
+
+    idx      (B, T) token ids
+    logits   (B, T', V): the predictions for the last T' targets; T' = T for models that predict after
+             every token, 1 for the first rungs that read a window and predict the next token only
+    loss     mean cross-entropy against targets[:, -T':], or None without targets
+    state    the recurrent state after the last token (None for models without one); passed back in
+             on the next call. It is never kept on `self`, so a model holds no hidden state of its own.
+
+Class attributes tell the trainer and the inference verbs how to drive a model:
+    carries_state  training passes the state from one batch to the next (truncated BPTT)
+    window         the exact number of tokens the model reads, or None if it reads any length
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+State = torch.Tensor | tuple[torch.Tensor, ...] | None
+
+
+class LanguageModel(nn.Module):
+    """Base class: the defaults below describe a model that reads any length and keeps no state."""
+
+    carries_state: bool = False
+    window: int | None = None
+
+
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of the predictions against the last T' targets (T' = logits.size(1))."""
+    targets = targets[:, -logits.size(1):]
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
+
+
+def detach_state(state: State) -> State:
+    """Cut the graph behind the state: gradients flow back through this batch only (truncated BPTT).
+
+    Without it, each backward pass would reach through every batch since the start of the epoch,
+    growing slower and hungrier with each step.
+    """
+    if state is None:
+        return None
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    return tuple(s.detach() for s in state)

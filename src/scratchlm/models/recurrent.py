@@ -1,0 +1,56 @@
+"""Stacked recurrent networks on PyTorch's fused kernels (cuDNN on a GPU).
+
+fast.ai chapter 12, LMModel5: `nn.RNN` with several layers, each reading the hidden states of the one
+below. Depth gives the model more room, and more trouble: activations multiplied by the same matrix
+at every step explode or vanish, which is why it scores below the one-layer loop on human numbers and
+what the gated cells (LSTM, GRU) were invented to fix. Stateful, predicting after every token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from scratchlm.errors import UserError
+from scratchlm.models.base import LanguageModel, State, lm_loss
+
+CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+@dataclass
+class FusedRNNConfig:
+    vocab_size: int = 30  # number of tokens
+    n_hidden: int = 64  # width of the embedding and of each layer's hidden state
+    n_layers: int = 2  # stacked layers
+    cell: Literal["rnn", "lstm", "gru"] = "rnn"  # which fused module
+    dropout: float = 0.0  # between layers (PyTorch applies it to every layer's output but the last)
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise UserError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
+        if self.n_layers < 1 or self.n_hidden < 1:
+            raise UserError("n_layers and n_hidden must be at least 1")
+
+
+class FusedRNN(LanguageModel):
+    """Embedding -> n stacked recurrent layers (fused) -> linear head; the state is carried."""
+
+    carries_state = True
+
+    def __init__(self, config: FusedRNNConfig):
+        super().__init__()
+        self.config = config
+        self.i_h = nn.Embedding(config.vocab_size, config.n_hidden)
+        self.rnn = CELLS[config.cell](config.n_hidden, config.n_hidden, config.n_layers, batch_first=True,
+                                      dropout=config.dropout if config.n_layers > 1 else 0.0)
+        self.h_o = nn.Linear(config.n_hidden, config.vocab_size)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                state: State = None) -> tuple[torch.Tensor, torch.Tensor | None, State]:
+        B, T = idx.shape
+        hidden, state = self.rnn(self.i_h(idx), state)  # (B, T, H); state (layers, B, H) or (h, c)
+        logits = self.h_o(hidden)
+        return logits, None if targets is None else lm_loss(logits, targets), state

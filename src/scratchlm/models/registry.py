@@ -1,0 +1,107 @@
+"""The model registry: a name a user types -> the config class, model class, task and sensible defaults.
+
+Adding a model is adding one `ModelSpec` line below; the CLI, the `models` listing, and every verb find
+it here. There is no if/elif on model names anywhere else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from scratchlm.errors import UserError
+from scratchlm.models.mlp import MLP3, MLPConfig
+from scratchlm.models.recurrent import FusedRNN, FusedRNNConfig
+from scratchlm.models.rnn import LoopRNN, LoopRNNConfig
+
+TASKS = ("lm",)  # language model; seq2seq, embedding and classifier join with their families
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registry entry."""
+
+    name: str  # what the user types: --model NAME
+    idea: str  # one line: what this rung adds
+    task: str  # which verbs apply: lm
+    config_cls: type
+    model_cls: type
+    config: dict[str, Any] = field(default_factory=dict)  # defaults that make this entry, over the config's own
+    train: dict[str, Any] = field(default_factory=dict)  # training defaults: lr, epochs, bptt, batch_size, ...
+
+    def make_config(self, vocab_size: int, overrides: dict[str, Any] | None = None) -> Any:
+        values = {**self.config, **(overrides or {}), "vocab_size": vocab_size}
+        known = {f.name for f in dataclasses.fields(self.config_cls)}
+        if unknown := sorted(set(values) - known):
+            raise UserError(f"{self.name} has no setting {', '.join(unknown)}; its settings are "
+                            f"{', '.join(sorted(known - {'vocab_size'}))}")
+        return self.config_cls(**values)
+
+    def build(self, config: Any) -> nn.Module:
+        return self.model_cls(config)
+
+
+BOOK = "fast.ai ch. 12"
+SPECS = [
+    ModelSpec("mlp3", f"fixed 3-token window, one hidden layer shared by all positions (Bengio 2003; {BOOK} LMModel1)",
+              "lm", MLPConfig, MLP3, {}, {"lr": 1e-3, "epochs": 4, "bptt": 3}),
+    ModelSpec("rnn3", f"the same as a loop: an RNN is a refactored MLP ({BOOK} LMModel2)",
+              "lm", LoopRNNConfig, LoopRNN, {"stateful": False, "every_token": False},
+              {"lr": 1e-3, "epochs": 4, "bptt": 3}),
+    ModelSpec("rnn-stateful", f"hidden state kept across batches: truncated BPTT ({BOOK} LMModel3)",
+              "lm", LoopRNNConfig, LoopRNN, {"stateful": True, "every_token": False},
+              {"lr": 3e-3, "epochs": 10, "bptt": 3}),
+    ModelSpec("rnn", f"predicts after every token: more signal ({BOOK} LMModel4)",
+              "lm", LoopRNNConfig, LoopRNN, {"stateful": True, "every_token": True},
+              {"lr": 3e-3, "epochs": 15, "bptt": 16}),
+    ModelSpec("rnn-deep", f"two stacked layers, fused nn.RNN ({BOOK} LMModel5)",
+              "lm", FusedRNNConfig, FusedRNN, {"cell": "rnn", "n_layers": 2},
+              {"lr": 3e-3, "epochs": 15, "bptt": 16}),
+]
+REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in SPECS}
+
+
+def get_spec(name: str) -> ModelSpec:
+    if name not in REGISTRY:
+        raise UserError(f"unknown model {name!r}; choose one of {', '.join(REGISTRY)} (see `scratchlm models`)")
+    return REGISTRY[name]
+
+
+def parse_settings(spec: ModelSpec, pairs: list[str]) -> dict[str, Any]:
+    """`--set n_hidden=128 --set cell=gru` -> {'n_hidden': 128, 'cell': 'gru'}, typed by the config's fields."""
+    hints = typing.get_type_hints(spec.config_cls)
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or key not in hints or key == "vocab_size":
+            settable = sorted(set(hints) - {"vocab_size"})
+            raise UserError(f"--set {pair!r}: expected KEY=VALUE with KEY one of {', '.join(settable)}")
+        out[key] = parse_value(text, hints[key], key)
+    return out
+
+
+def parse_value(text: str, hint: Any, key: str) -> Any:
+    """Turn a command-line string into the field's type (bool, int, float, str, Literal, or X | None)."""
+    is_union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+    options = typing.get_args(hint) if is_union else (hint,)
+    if type(None) in options and text.lower() == "none":
+        return None
+    for kind in (o for o in options if o is not type(None)):
+        if typing.get_origin(kind) is typing.Literal:
+            if text in typing.get_args(kind):
+                return text
+            continue
+        if kind is bool:
+            if text.lower() in ("true", "1", "yes", "false", "0", "no"):
+                return text.lower() in ("true", "1", "yes")
+            continue
+        try:
+            return kind(text)
+        except (TypeError, ValueError):
+            continue
+    raise UserError(f"--set {key}={text}: not a valid value for {key} ({hint})")

@@ -1,0 +1,56 @@
+"""Pictures a run writes: loss curves and the learning-rate finder. matplotlib, off-screen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from scratchlm.checkpoint import atomic_write
+
+
+def figure():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no screen needed
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(7, 4.2), dpi=110)
+
+
+def save(fig, path: Path) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    atomic_write(Path(path), buffer.getvalue())
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def plot_losses(history: list[dict], path: Path, title: str) -> None:
+    """Training and validation loss against step, validation accuracy on a second axis."""
+    fig, ax = figure()
+    steps = [row["step"] for row in history]
+    ax.plot(steps, [row["train_loss"] for row in history], "o-", label="train loss")
+    ax.plot(steps, [row["valid_loss"] for row in history], "o-", label="validation loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats/token)")
+    accuracy = ax.twinx()
+    accuracy.plot(steps, [row["valid_accuracy"] for row in history], "s--", color="tab:green", label="accuracy")
+    accuracy.set_ylabel("validation accuracy")
+    lines = ax.get_legend_handles_labels()[0] + accuracy.get_legend_handles_labels()[0]
+    ax.legend(lines, [line.get_label() for line in lines], loc="center right")
+    ax.set_title(title)
+    save(fig, path)
+
+
+def plot_lr_find(lrs: list[float], losses: list[float], suggestion: float, path: Path) -> None:
+    fig, ax = figure()
+    ax.plot(lrs, losses)
+    ax.axvline(suggestion, color="tab:red", linestyle="--", label=f"suggestion {suggestion:.2e}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("loss (smoothed)")
+    ax.legend()
+    ax.set_title("learning rate finder")
+    save(fig, path)

@@ -1,0 +1,60 @@
+"""Where the hardware is chosen and every speed switch is set, in one place.
+
+`--device auto` takes a CUDA GPU when there is one. `--precision auto` uses bf16 autocast where it is
+known to pay: on CUDA GPUs that support it, and on CPUs with AMX tiles (Intel Sapphire Rapids and
+later) for models large enough that the matmuls dominate; small models stay in fp32, where the casts
+cost more than they save. TF32 matmuls are enabled on GPUs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from functools import cache
+from pathlib import Path
+
+import torch
+
+from scratchlm.errors import UserError
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
+AMX_MIN_PARAMETERS = 5_000_000  # below this, bf16 on AMX measured slower than fp32 (casts dominate)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name not in DEVICES and not name.startswith("cuda:"):
+        raise UserError(f"unknown device {name!r}; choose auto, cpu or cuda")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: no CUDA GPU is visible to PyTorch here; use --device cpu or auto")
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return torch.device(name)
+
+
+@cache
+def cpu_has_amx() -> bool:
+    """AMX bf16 tiles, read from the CPU flags the kernel reports."""
+    try:
+        return "amx_bf16" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+def resolve_precision(name: str, device: torch.device, n_parameters: int) -> str:
+    if name not in PRECISIONS:
+        raise UserError(f"unknown precision {name!r}; choose one of {', '.join(PRECISIONS)}")
+    if name != "auto":
+        return name
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_amx() and n_parameters >= AMX_MIN_PARAMETERS else "fp32"
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The forward pass' numeric context: bf16 autocast or plain fp32."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
