@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from scratchlm.checkpoint import LAST, STATE, TOKENIZER, RunDir, atomic_write_json, load_weights
-from scratchlm.data.batches import LMStream
+from scratchlm.data.batches import Batches, lm_batches
 from scratchlm.data.human_numbers import NAME as HUMAN_NUMBERS
 from scratchlm.data.pipeline import DataConfig, LMData, load_lm_data
 from scratchlm.data.tokenize import TokenizerSpec, tokenizer_from_json
@@ -113,7 +113,7 @@ def fit_run(run_dir: RunDir, spec: ModelSpec, data_cfg: DataConfig, train_cfg: T
     saved_tokenizer = None
     if resume and run_dir.file(TOKENIZER).exists():
         saved_tokenizer = tokenizer_from_json(json.loads(run_dir.file(TOKENIZER).read_text()))
-    data = load_lm_data(data_cfg, cache_dir, tokenizer=saved_tokenizer)
+    data = load_lm_data(data_cfg, cache_dir, tokenizer=saved_tokenizer, align=train_cfg.bptt)
     if resume:
         expected = run_dir.read_config()["data"]["content_hash"]
         if data.corpus.content_hash != expected:
@@ -126,7 +126,7 @@ def fit_run(run_dir: RunDir, spec: ModelSpec, data_cfg: DataConfig, train_cfg: T
     device = resolve_device(train_cfg.device)
     precision = resolve_precision(train_cfg.precision, device, sum(p.numel() for p in model.parameters()))
     model.to(device)
-    train_stream, valid_stream = make_streams(data, train_cfg, model.window is not None)
+    train_stream, valid_stream = make_streams(data, train_cfg, model.carries_state)
     if not resume or not run_dir.exists:
         run_dir.write_config(run_config(spec, model_cfg, data_cfg, data, train_cfg))
         atomic_write_json(run_dir.file(TOKENIZER), data.tokenizer.to_json())
@@ -146,11 +146,9 @@ def fit_run(run_dir: RunDir, spec: ModelSpec, data_cfg: DataConfig, train_cfg: T
     return Run.load(run_dir.path, device=train_cfg.device)
 
 
-def make_streams(data: LMData, cfg: TrainConfig, fixed_window: bool) -> tuple[LMStream, LMStream]:
-    train_stream = LMStream(data.train_ids, cfg.batch_size, cfg.bptt, drop_last=fixed_window)
-    # A validation split smaller than the training batch gets fewer rows rather than an error.
-    valid_rows = max(1, min(cfg.batch_size, (len(data.valid_ids) - 1) // cfg.bptt))
-    return train_stream, LMStream(data.valid_ids, valid_rows, cfg.bptt, drop_last=fixed_window)
+def make_streams(data: LMData, cfg: TrainConfig, carries_state: bool) -> tuple[Batches, Batches]:
+    return (lm_batches(data.train_ids, cfg.batch_size, cfg.bptt, carries_state),
+            lm_batches(data.valid_ids, cfg.batch_size, cfg.bptt, carries_state, shrink=True))
 
 
 def run_config(spec: ModelSpec, model_cfg: Any, data_cfg: DataConfig, data: LMData, train_cfg: TrainConfig) -> dict:
@@ -188,12 +186,12 @@ def lr_find(data: str | None = None, model: str | None = None, *, plot: str | Pa
         {"path": data, "encoding": encoding, "valid_path": None, "valid_fraction": None},
         {"kind": tokenizer, "vocab_size": vocab_size, "min_freq": None}, model or "rnn", settings, options)
     seed_everything(train_cfg.seed)
-    lm_data = load_lm_data(data_cfg, cache_dir)
+    lm_data = load_lm_data(data_cfg, cache_dir, align=train_cfg.bptt)
     net = spec.build(spec.make_config(lm_data.tokenizer.vocab_size, model_settings))
     device = resolve_device(train_cfg.device)
     precision = resolve_precision(train_cfg.precision, device, sum(p.numel() for p in net.parameters()))
     net.to(device).train()
-    stream, _ = make_streams(lm_data, train_cfg, net.window is not None)
+    stream, _ = make_streams(lm_data, train_cfg, net.carries_state)
     optimizer = torch.optim.AdamW(net.parameters(), lr=start_lr, weight_decay=train_cfg.weight_decay)
     lrs, losses, smoothed, best, state = [], [], 0.0, math.inf, None
     for step in range(steps):

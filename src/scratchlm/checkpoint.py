@@ -157,7 +157,10 @@ class RunDir:
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Only one process trains into a run directory at a time."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):  # the path, or a folder on it, is a file
+            raise UserError(f"{self.path}: is a file, not a folder; give --out a folder for the run") from None
         with open(self.file(".lock"), "w") as f:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -87,9 +87,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                 progress=not args.quiet, cache_dir=args.cache_dir, patience=args.patience,
                 eval_every=args.eval_every, **train_options(args))
     print(metrics_table(run.metrics))
-    best = min(run.metrics, key=lambda row: row["valid_loss"])
-    print(f"\n{run.spec.name}: best validation loss {best['valid_loss']:.4f}, accuracy {best['valid_accuracy']:.4f}, "
-          f"perplexity {best['valid_perplexity']:.3f} (step {best['step']}); run saved in {run.path}")
+    last, best = run.metrics[-1], min(run.metrics, key=lambda row: row["valid_loss"])
+    print(f"\n{run.spec.name}: final accuracy {last['valid_accuracy']:.4f}, perplexity {last['valid_perplexity']:.3f}; "
+          f"model.safetensors holds the best validation loss, {best['valid_loss']:.4f} at step {best['step']} "
+          f"(accuracy {best['valid_accuracy']:.4f}); run saved in {run.path}")
     return 0
 
 
@@ -97,10 +98,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from scratchlm.run import Run
 
     run = Run.load(args.run, device=args.device or "auto", task="lm")
+    # The stream checks its arguments when made: a bad one fails before the prompt is echoed.
+    pieces = run.stream(args.prompt or "", args.tokens, temperature=args.temperature, top_k=args.top_k,
+                        top_p=args.top_p, seed=args.seed)
     if args.prompt:
         sys.stdout.write(args.prompt)
-    for piece in run.stream(args.prompt or "", args.tokens, temperature=args.temperature, top_k=args.top_k,
-                            top_p=args.top_p, seed=args.seed):
+    for piece in pieces:
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")

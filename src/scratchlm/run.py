@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from scratchlm.checkpoint import BEST, LAST, TOKENIZER, RunDir, load_weights
-from scratchlm.data.batches import LMStream
+from scratchlm.data.batches import lm_batches
 from scratchlm.data.cache import tokenize_corpus
 from scratchlm.data.pipeline import DataConfig, load_lm_data
 from scratchlm.data.read import open_corpus
@@ -79,9 +79,18 @@ class Run:
 
     def stream(self, prompt: str = "", tokens: int = 100, temperature: float = 0.0, top_k: int | None = None,
                top_p: float | None = None, seed: int | None = None) -> Iterator[str]:
-        """The generated text piece by piece, as the tokens are made (the prompt is not repeated)."""
+        """The generated text piece by piece, as the tokens are made (the prompt is not repeated).
+
+        The arguments are checked here, at the call, not when the first piece is asked for: a caller
+        (the CLI echoes the prompt first) learns of a bad one before it has shown anything.
+        """
         check_sampling(tokens, temperature, top_k, top_p)
         prompt_ids = [DOC] + self.encode_checked(prompt, "prompt")
+        return self.pieces(prompt_ids, tokens, temperature, top_k, top_p, seed)
+
+    def pieces(self, prompt_ids: list[int], tokens: int, temperature: float, top_k: int | None,
+               top_p: float | None, seed: int | None) -> Iterator[str]:
+        """The text of the new tokens after `prompt_ids`, as `stream` gives it."""
         # Decode the prompt and the new tokens together, so the tokenizer places the spaces between them.
         ids = list(prompt_ids)
         shown = self.tokenizer.decode(ids)
@@ -116,11 +125,10 @@ class Run:
         data_cfg = DataConfig(**self.config["data"]["config"])
         train_cfg = TrainConfig(**self.config["train"])
         if data is None:
-            ids = load_lm_data(data_cfg, tokenizer=self.tokenizer).valid_ids
+            ids = load_lm_data(data_cfg, tokenizer=self.tokenizer, align=train_cfg.bptt).valid_ids
         else:
             _, ids = tokenize_corpus(open_corpus(data, encoding), self.tokenizer)
-        stream = LMStream(ids, min(train_cfg.batch_size, max(1, (len(ids) - 1) // train_cfg.bptt)),
-                          train_cfg.bptt, drop_last=self.model.window is not None)
+        stream = lm_batches(ids, train_cfg.batch_size, train_cfg.bptt, self.model.carries_state, shrink=True)
         result = evaluate(self.model, stream, self.device)
         return {"run": str(self.path), "data": data or "validation split", **result}
 

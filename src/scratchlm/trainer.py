@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from scratchlm.checkpoint import RunDir
-from scratchlm.data.batches import LMStream
+from scratchlm.data.batches import Batches
 from scratchlm.errors import UserError
 from scratchlm.models.base import detach_state
 from scratchlm.speed import autocast
@@ -115,7 +115,7 @@ def cosine(start: float, end: float, p: float) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, stream: LMStream, device: torch.device, precision: str = "fp32") -> dict:
+def evaluate(model: nn.Module, stream: Batches, device: torch.device, precision: str = "fp32") -> dict:
     """Loss, accuracy and perplexity over a whole stream; perplexity is exp(mean loss over all tokens).
 
     The mean is taken over tokens, not over batches, so a shorter last batch counts for what it holds.
@@ -198,7 +198,7 @@ class StopRequest:
 class Trainer:
     """Trains one model on one stream into one run directory; `fit()` is the whole loop."""
 
-    def __init__(self, model: nn.Module, train_stream: LMStream, valid_stream: LMStream, cfg: TrainConfig,
+    def __init__(self, model: nn.Module, train_stream: Batches, valid_stream: Batches, cfg: TrainConfig,
                  run_dir: RunDir, device: torch.device, precision: str = "fp32", progress: bool = True,
                  on_evaluation: Callable[[dict], None] | None = None):
         self.model, self.cfg, self.run_dir = model, cfg, run_dir

@@ -43,14 +43,16 @@ class LMData:
     corpus: Corpus  # what was read: its content hash and encodings go into config.json
 
 
-def load_lm_data(config: DataConfig, cache_dir: Path | None = None,
-                 tokenizer: Tokenizer | None = None) -> LMData:
-    """Read, tokenize (or reuse the cache) and split. A given tokenizer is used as it is (resume, eval)."""
+def load_lm_data(config: DataConfig, cache_dir: Path | None = None, tokenizer: Tokenizer | None = None,
+                 align: int = 1) -> LMData:
+    """Read, tokenize (or reuse the cache) and split at a multiple of `align`.
+
+    A given tokenizer is used as it is (resume, eval)."""
     corpus = open_corpus(config.path, config.encoding)
     tokenizer, ids = tokenize_corpus(corpus, tokenizer or config.tokenizer, cache_dir)
     if config.valid_path:
         _, valid_ids = tokenize_corpus(open_corpus(config.valid_path, config.encoding), tokenizer, cache_dir)
         train_ids = ids
     else:
-        train_ids, valid_ids = split_stream(ids, config.valid_fraction)
+        train_ids, valid_ids = split_stream(ids, config.valid_fraction, align)
     return LMData(tokenizer, train_ids, valid_ids, corpus)

@@ -92,17 +92,17 @@ def open_corpus(spec: str, encoding: str | None = None) -> Corpus:
             raise UserError(f"{spec}: the file is empty; give a file with some text in it")
         files = [path]
     if encoding:
-        encoding = codec_name(encoding)
+        encoding = codec_name(encoding, spec)
     sources = tuple(Source(str(p), encoding or detect_encoding(p)) for p in files)
     return Corpus(spec, sources, hash_files(files, root=path))
 
 
-def codec_name(encoding: str) -> str:
-    """The canonical name of an encoding, or a UserError for an unknown one."""
+def codec_name(encoding: str, spec: str) -> str:
+    """The canonical name of an encoding, or a UserError for an unknown one naming the data it was for."""
     try:
         return codecs.lookup(encoding).name
     except LookupError:
-        raise UserError(f"unknown encoding {encoding!r} (try utf-8, latin-1, cp1252, utf-16)") from None
+        raise UserError(f"{spec}: unknown encoding {encoding!r} (try utf-8, latin-1, cp1252, utf-16)") from None
 
 
 def detect_encoding(path: Path) -> str:

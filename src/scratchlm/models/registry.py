@@ -15,6 +15,8 @@ from typing import Any
 from torch import nn
 
 from scratchlm.errors import UserError
+from scratchlm.models.awd_lstm import AWDLSTM, AWDLSTMConfig
+from scratchlm.models.cells import ScratchRNN, ScratchRNNConfig
 from scratchlm.models.mlp import MLP3, MLPConfig
 from scratchlm.models.recurrent import FusedRNN, FusedRNNConfig
 from scratchlm.models.rnn import LoopRNN, LoopRNNConfig
@@ -62,6 +64,21 @@ SPECS = [
     ModelSpec("rnn-deep", f"two stacked layers, fused nn.RNN ({BOOK} LMModel5)",
               "lm", FusedRNNConfig, FusedRNN, {"cell": "rnn", "n_layers": 2},
               {"lr": 3e-3, "epochs": 15, "bptt": 16}),
+    ModelSpec("lstm", f"gated cells keep gradients alive: two LSTM layers, fused nn.LSTM ({BOOK} LMModel6)",
+              "lm", FusedRNNConfig, FusedRNN, {"cell": "lstm", "n_layers": 2},
+              {"lr": 1e-2, "epochs": 15, "bptt": 16}),
+    ModelSpec("gru", "the same with GRU cells (Cho et al. 2014): two gates, no cell state, fused nn.GRU",
+              "lm", FusedRNNConfig, FusedRNN, {"cell": "gru", "n_layers": 2},
+              {"lr": 1e-2, "epochs": 15, "bptt": 16}),
+    ModelSpec("lstm-scratch", "lstm with the cell written from its gate equations, looped in Python",
+              "lm", ScratchRNNConfig, ScratchRNN, {"cell": "lstm", "n_layers": 2},
+              {"lr": 1e-2, "epochs": 15, "bptt": 16}),
+    ModelSpec("gru-scratch", "gru with the cell written from its gate equations, looped in Python",
+              "lm", ScratchRNNConfig, ScratchRNN, {"cell": "gru", "n_layers": 2},
+              {"lr": 1e-2, "epochs": 15, "bptt": 16}),
+    ModelSpec("awd-lstm", f"dropout everywhere, AR/TAR, tied weights (Merity et al. 2017; {BOOK} LMModel7)",
+              "lm", AWDLSTMConfig, AWDLSTM, {},
+              {"lr": 1e-2, "epochs": 15, "bptt": 16, "weight_decay": 0.1}),
 ]
 REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in SPECS}
 
