@@ -43,10 +43,13 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--min-freq", type=int, help="drop tokens seen fewer times (char, word)")
 
 
-def add_train_options(p: argparse.ArgumentParser) -> None:
+def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="a registry name (see `scratchlm models`); default rnn")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a model setting, e.g. --set n_hidden=128 (repeatable)")
+
+
+def add_train_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int, help="passes over the training data (default: the model's)")
     g.add_argument("--time", type=duration, help="training time budget: 90s, 5m, 1h")
@@ -146,6 +149,18 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ladder(args: argparse.Namespace) -> int:
+    from scratchlm.ladder import COLUMNS, ladder, table_cells
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    rows = ladder(args.data, models, args.out, progress=not args.quiet, tokenizer=args.tokenizer,
+                  vocab_size=args.vocab_size, min_freq=args.min_freq, encoding=args.encoding,
+                  cache_dir=args.cache_dir, **train_options(args))
+    print(table(COLUMNS, [table_cells(row) for row in rows]))
+    print(f"\ntable: {args.out}/ladder.md and ladder.json; plot: {args.out}/ladder.png")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from scratchlm.models.registry import REGISTRY
 
@@ -186,6 +201,7 @@ def build_parser() -> Parser:
 
     p = verb("train", cmd_train, "train a model into a run directory (or continue one with --resume)")
     add_data_options(p)
+    add_model_options(p)
     add_train_options(p)
     p.add_argument("--out", help="the run directory (default runs/MODEL-DATA)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
@@ -220,9 +236,17 @@ def build_parser() -> Parser:
 
     p = verb("lr-find", cmd_lr_find, "loss against learning rate: a plot and a suggested rate")
     add_data_options(p)
+    add_model_options(p)
     add_train_options(p)
     p.add_argument("--plot", default="lr_find.png", help="where to write the plot (default lr_find.png)")
     p.add_argument("--steps", type=int, default=100, help="steps of the sweep (default 100)")
+
+    p = verb("ladder", cmd_ladder, "train every language-model rung on the same data: a table and a plot")
+    add_data_options(p)
+    add_train_options(p)
+    p.add_argument("--models", help="comma-separated rungs (default: every language model in the registry)")
+    p.add_argument("--out", default="runs/ladder", help="where the rungs' runs, table and plot go (default runs/ladder)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     verb("models", cmd_models, "the model registry: names, tasks, parameter counts")
     return parser

@@ -54,3 +54,16 @@ def plot_lr_find(lrs: list[float], losses: list[float], suggestion: float, path:
     ax.legend()
     ax.set_title("learning rate finder")
     save(fig, path)
+
+
+def plot_curves(curves: dict[str, tuple[list[float], list[float]]], path: Path, xlabel: str, ylabel: str,
+                title: str) -> None:
+    """One line per name: the ladder's validation accuracy against training time."""
+    fig, ax = figure()
+    for name, (xs, ys) in curves.items():
+        ax.plot(xs, ys, "o-", markersize=3, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize="small")
+    ax.set_title(title)
+    save(fig, path)
