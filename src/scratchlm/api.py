@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import platform
@@ -58,9 +59,17 @@ def train(data: str | None = None, model: str | None = None, out: str | Path | N
             raise UserError(f"{out} already holds a run; continue it with --resume or choose another --out")
         plan = plan_new(data_args, tok_args, model or "rnn", settings, options)
     spec, data_cfg, train_cfg, model_settings = plan
-    with run_dir.lock():
-        return fit_run(run_dir, spec, data_cfg, train_cfg, model_settings, resume, progress, cache_dir,
-                       on_evaluation)
+    created = not run_dir.path.exists()
+    try:
+        with run_dir.lock():
+            return fit_run(run_dir, spec, data_cfg, train_cfg, model_settings, resume, progress, cache_dir,
+                           on_evaluation)
+    except UserError:
+        if created and not run_dir.exists:  # refused before it began: leave no empty folder behind
+            run_dir.file(".lock").unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                run_dir.path.rmdir()
+        raise
 
 
 def plan_new(data_args: dict, tok_args: dict, model: str, settings: dict | None,

@@ -12,7 +12,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 
-from scratchlm.errors import UserError
+from scratchlm.errors import Interrupted, UserError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -98,17 +98,23 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    import warnings
+
     from scratchlm.run import Run
 
     run = Run.load(args.run, device=args.device or "auto", task="lm")
     # The stream checks its arguments when made: a bad one fails before the prompt is echoed.
     pieces = run.stream(args.prompt or "", args.tokens, temperature=args.temperature, top_k=args.top_k,
-                        top_p=args.top_p, seed=args.seed)
-    if args.prompt:
-        sys.stdout.write(args.prompt)
-    for piece in pieces:
-        sys.stdout.write(piece)
-        sys.stdout.flush()
+                        top_p=args.top_p, seed=args.seed, repetition_penalty=args.repetition_penalty,
+                        stop=args.stop)
+    with warnings.catch_warnings():  # a warning (a prompt cropped to the context) as one line, as errors are
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda message, *_: print(f"scratchlm: warning: {message}", file=sys.stderr)
+        if args.prompt:
+            sys.stdout.write(args.prompt)
+        for piece in pieces:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
     sys.stdout.write("\n")
     return 0
 
@@ -219,6 +225,10 @@ def build_parser() -> Parser:
     p.add_argument("--top-k", type=int, help="sample from the k most likely tokens")
     p.add_argument("--top-p", type=float, help="sample from the smallest set reaching probability p")
     p.add_argument("--seed", type=int, help="make sampling repeatable")
+    p.add_argument("--repetition-penalty", type=float, default=1.0,
+                   help="lower the tokens already in the text (CTRL); 1 (default) is none, 1.2 a usual start")
+    p.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                   help="stop when the text contains TEXT, not printed (repeatable)")
     p.add_argument("--device", help="auto (default), cpu or cuda")
 
     p = verb("score", cmd_score, "log-probability and perplexity of each sentence")
@@ -253,13 +263,10 @@ def build_parser() -> Parser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from scratchlm.trainer import Interrupted
-
     try:
         args = build_parser().parse_args(argv)
         if not getattr(args, "handler", None):
-            build_parser().print_help(sys.stderr)
-            return EXIT_USER_ERROR
+            raise UserError("give a verb: train, generate, score, eval, ladder, lr-find or models (see `scratchlm --help`)")
         return args.handler(args)
     except UserError as e:
         print(f"scratchlm: error: {e}", file=sys.stderr)

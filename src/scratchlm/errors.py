@@ -8,3 +8,11 @@ exception is a bug in scratchlm and keeps its traceback.
 
 class UserError(Exception):
     """A problem with the user's input, told in one line that says what to do."""
+
+
+class Interrupted(Exception):
+    """Training stopped on request (Ctrl-C, SIGTERM) after saving; `--resume` continues."""
+
+    def __init__(self, step: int):
+        super().__init__(f"stopped at step {step} and saved; continue with --resume")
+        self.step = step

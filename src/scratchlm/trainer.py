@@ -28,7 +28,7 @@ from torch import nn
 
 from scratchlm.checkpoint import RunDir
 from scratchlm.data.batches import Batches
-from scratchlm.errors import UserError
+from scratchlm.errors import Interrupted, UserError
 from scratchlm.models.base import detach_state
 from scratchlm.speed import autocast
 
@@ -304,14 +304,6 @@ class Trainer:
 
     def checkpoint_state(self) -> dict:
         return {**self.state, "optimizer": self.optimizer.state_dict(), "rng": rng_state()}
-
-
-class Interrupted(Exception):
-    """Training stopped on request (Ctrl-C, SIGTERM) after saving; `--resume` continues."""
-
-    def __init__(self, step: int):
-        super().__init__(f"stopped at step {step} and saved; continue with --resume")
-        self.step = step
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
