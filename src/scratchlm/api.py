@@ -130,6 +130,8 @@ def fit_run(run_dir: RunDir, spec: ModelSpec, data_cfg: DataConfig, train_cfg: T
                             "train a new run on the new data")
     model_cfg = spec.make_config(data.tokenizer.vocab_size, settings)
     model = spec.build(model_cfg)
+    if train_cfg.random_bptt and not model.carries_state:
+        raise UserError(f"--random-bptt varies the window of a stateful model; {spec.name} does not carry its state")
     if model.window is not None and train_cfg.bptt != model.window:
         raise UserError(f"{spec.name} reads exactly {model.window} tokens; drop --bptt or set it to {model.window}")
     device = resolve_device(train_cfg.device)

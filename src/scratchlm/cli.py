@@ -59,6 +59,8 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 0.01)")
     g.add_argument("--batch-size", type=int, help="rows per batch (default 64)")
     g.add_argument("--bptt", type=int, help="tokens per row per batch (default: the model's)")
+    g.add_argument("--random-bptt", action="store_true", default=None,
+                   help="vary the window around --bptt each batch (AWD-LSTM; stateful models)")
     g.add_argument("--grad-clip", type=float, help="clip the gradient norm to this")
     g.add_argument("--seed", type=int, help="random seed (default 0)")
     g.add_argument("--device", help="auto (default), cpu or cuda")
@@ -69,8 +71,8 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
 def train_options(args: argparse.Namespace) -> dict:
     return {"epochs": args.epochs, "time": args.time, "lr": args.lr, "schedule": args.schedule,
             "warmup": args.warmup, "weight_decay": args.weight_decay, "batch_size": args.batch_size,
-            "bptt": args.bptt, "grad_clip": args.grad_clip, "seed": args.seed, "device": args.device,
-            "precision": args.precision}
+            "bptt": args.bptt, "random_bptt": args.random_bptt, "grad_clip": args.grad_clip, "seed": args.seed,
+            "device": args.device, "precision": args.precision}
 
 
 def model_settings(args: argparse.Namespace) -> dict | None:

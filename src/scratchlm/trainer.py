@@ -47,6 +47,7 @@ class TrainConfig:
     weight_decay: float = 0.01  # AdamW's decoupled weight decay (Loshchilov and Hutter 2019)
     batch_size: int = 64  # rows of the stream per batch
     bptt: int = 16  # tokens per row per batch: the back-propagation window
+    random_bptt: bool = False  # vary the window around bptt each batch (AWD-LSTM); stateful models only
     grad_clip: float | None = None  # clip the gradient norm to this; None: no clipping
     patience: int | None = None  # stop after this many evaluations without a better validation loss
     eval_every: int | None = None  # steps between evaluations; None: at the end of each epoch
@@ -232,12 +233,15 @@ class Trainer:
         with StopRequest().installed() as stop, bar:
             while not s["finished"]:
                 carry = s["carry"] if s["batch"] > 0 else None  # the hidden state starts empty each epoch
-                for k in range(s["batch"], self.steps_per_epoch):
+                batches = self.epoch_batches(s["epoch"])
+                for k in range(s["batch"], len(batches)):
+                    x, y = (t.to(self.device, non_blocking=True) for t in batches.batch(k))
                     progress = self.progress_of(time.perf_counter() - start)
+                    # A shorter random window gets a proportionally smaller step (Merity et al. 2017, 4.1).
+                    window_scale = x.size(1) / cfg.bptt if cfg.random_bptt else 1.0
                     for group in self.optimizer.param_groups:
-                        group["lr"] = lr_at(progress, cfg)
+                        group["lr"] = lr_at(progress, cfg) * window_scale
                         group["betas"] = (momentum_at(progress, cfg), group["betas"][1])
-                    x, y = (t.to(self.device, non_blocking=True) for t in self.train_stream.batch(k))
                     with autocast(self.device, self.precision):
                         _, loss, carry = model(x, y, carry if model.carries_state else None)
                     if not torch.isfinite(loss):
@@ -256,7 +260,7 @@ class Trainer:
                     s["elapsed"] = time.perf_counter() - start
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-                    epoch_done = s["batch"] == self.steps_per_epoch
+                    epoch_done = s["batch"] == len(batches)
                     if epoch_done:
                         s["epoch"], s["batch"], carry = s["epoch"] + 1, 0, None
                     s["carry"] = carry
@@ -272,6 +276,12 @@ class Trainer:
                     raise Interrupted(s["step"])
         return s["history"]
 
+    def epoch_batches(self, epoch: int) -> Batches:
+        """The batches of one epoch: the same every epoch, or freshly cut windows with random_bptt."""
+        if self.cfg.random_bptt:
+            return self.train_stream.for_epoch(epoch, self.cfg.seed)
+        return self.train_stream
+
     def bound_reached(self, elapsed: float) -> bool:
         s, cfg = self.state, self.cfg
         return ((cfg.epochs is not None and s["epoch"] >= cfg.epochs)
@@ -283,7 +293,7 @@ class Trainer:
         train_loss = s["running_loss"] / max(s["running_steps"], 1)
         s["running_loss"], s["running_steps"] = 0.0, 0
         metrics = evaluate(self.model, self.valid_stream, self.device, self.precision)
-        row = {"step": s["step"], "epoch": round(s["epoch"] + s["batch"] / self.steps_per_epoch, 4),
+        row = {"step": s["step"], "epoch": round(s["epoch"] + s["batch"] / len(self.epoch_batches(s["epoch"])), 4),
                "train_loss": train_loss, "valid_loss": metrics["loss"], "valid_accuracy": metrics["accuracy"],
                "valid_perplexity": metrics["perplexity"], "lr": self.optimizer.param_groups[0]["lr"],
                "tokens": s["tokens"], "seconds": round(s["elapsed"], 3),

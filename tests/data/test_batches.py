@@ -155,3 +155,20 @@ def test_split_stream_cuts_at_a_multiple_of_the_window(n: int, fraction: float, 
     cut = int(valid[0])
     assert cut % align == 0
     assert train.tolist() == list(range(cut + 1)) and valid.tolist() == list(range(cut, n))
+
+
+@given(n=st.integers(200, 3000), batch_size=st.integers(1, 6), bptt=st.integers(5, 40), epoch=st.integers(0, 5))
+@settings(max_examples=40, deadline=None)
+def test_random_bptt_windows_tile_each_row_and_repeat_per_epoch(n, batch_size, bptt, epoch):
+    ids = np.arange(n, dtype=np.int64)
+    try:
+        stream = LMStream(ids, batch_size, bptt)
+    except UserError:
+        return
+    cut = stream.for_epoch(epoch, seed=3)
+    assert cut.starts == stream.for_epoch(epoch, seed=3).starts  # a resumed run cuts the epoch the same way
+    assert cut.starts[0] == 0 and cut.starts[-1] == stream.row_length
+    lengths = np.diff(cut.starts)
+    assert (lengths[:-1] >= 5).all() and (lengths <= bptt + 20).all() and (lengths > 0).all()
+    seen = np.concatenate([cut.batch(k)[0] for k in range(len(cut))], axis=1)  # (B, L): every position once
+    assert np.array_equal(seen, ids[: batch_size * stream.row_length].reshape(batch_size, -1))

@@ -21,7 +21,7 @@ the validation split, which is worth about 0.14 accuracy to mlp3 over interleave
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ class LMStream:
     batch_size: int  # B: number of rows, each a contiguous part of the stream
     bptt: int  # T: tokens per row per batch (the back-propagation window)
     drop_last: bool = True  # drop a last, shorter window (models with a fixed window need exactly T)
+    starts: tuple[int, ...] | None = None  # window boundaries of one epoch of random-length BPTT (see for_epoch)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.bptt < 1:
@@ -52,13 +53,31 @@ class LMStream:
         return length - length % self.bptt if self.drop_last else length
 
     def __len__(self) -> int:
+        if self.starts is not None:
+            return len(self.starts) - 1
         full, rest = divmod(self.row_length, self.bptt)
         return full + (1 if rest and not self.drop_last else 0)
+
+    def for_epoch(self, epoch: int, seed: int) -> LMStream:
+        """This epoch's windows with random lengths (AWD-LSTM, Merity et al. 2017, section 4.1).
+
+        Each window is bptt long with probability 0.95, else bptt/2, then jittered by N(0, 5) and kept
+        in [5, bptt + 20]: over the epochs every token is a window boundary some time, instead of the
+        same 1/bptt of the tokens always starting a window. The lengths follow from (seed, epoch), so a
+        resumed run cuts the epoch the same way.
+        """
+        rng = np.random.default_rng([seed, epoch])
+        starts, position = [0], 0
+        while position < self.row_length:
+            base = self.bptt if rng.random() < 0.95 else self.bptt / 2
+            position = min(position + int(np.clip(rng.normal(base, 5), 5, self.bptt + 20)), self.row_length)
+            starts.append(position)
+        return replace(self, starts=tuple(starts))
 
     def batch(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch k: inputs and targets, both (B, T) int64; T is shorter only for a kept last window."""
         L, T = self.row_length, self.bptt
-        start, stop = k * T, min(k * T + T, L)
+        start, stop = (self.starts[k], self.starts[k + 1]) if self.starts else (k * T, min(k * T + T, L))
         rows = [np.asarray(self.ids[i * L + start: i * L + stop + 1]) for i in range(self.batch_size)]
         block = torch.from_numpy(np.stack(rows).astype(np.int64))  # (B, T+1)
         return block[:, :-1], block[:, 1:]
