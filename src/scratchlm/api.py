@@ -28,7 +28,7 @@ from scratchlm.models.base import detach_state
 from scratchlm.models.registry import ModelSpec, get_spec
 from scratchlm.plots import plot_losses, plot_lr_find
 from scratchlm.run import Run
-from scratchlm.speed import autocast, resolve_device, resolve_precision
+from scratchlm.speed import autocast, resolve_device, resolve_precision, tune_cpu_threads
 from scratchlm.trainer import TrainConfig, Trainer, seed_everything
 
 # What --resume may change, and only when given explicitly; anything else must match the run.
@@ -135,7 +135,9 @@ def fit_run(run_dir: RunDir, spec: ModelSpec, data_cfg: DataConfig, train_cfg: T
     if model.window is not None and train_cfg.bptt != model.window:
         raise UserError(f"{spec.name} reads exactly {model.window} tokens; drop --bptt or set it to {model.window}")
     device = resolve_device(train_cfg.device)
-    precision = resolve_precision(train_cfg.precision, device, sum(p.numel() for p in model.parameters()))
+    n_parameters = sum(p.numel() for p in model.parameters())
+    precision = resolve_precision(train_cfg.precision, device, n_parameters)
+    tune_cpu_threads(device, n_parameters)
     model.to(device)
     train_stream, valid_stream = make_streams(data, train_cfg, model.carries_state)
     if not resume or not run_dir.exists:

@@ -9,6 +9,7 @@ cost more than they save. TF32 matmuls are enabled on GPUs.
 from __future__ import annotations
 
 import contextlib
+import os
 from functools import cache
 from pathlib import Path
 
@@ -58,3 +59,18 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+SMALL_MODEL_PARAMETERS = 1_000_000  # below this, one CPU thread beats several (measured in bench/)
+DEFAULT_THREADS = torch.get_num_threads()  # PyTorch's own choice, restored for larger models
+
+
+def tune_cpu_threads(device: torch.device, n_parameters: int) -> None:
+    """One intra-op thread for small models on the CPU, unless OMP_NUM_THREADS says otherwise.
+
+    A 64-wide RNN's matrices are too small to split across cores: the threads spend their time
+    waiting on each other, and on a busy machine each step measured 6-8x slower with 2 threads than 1.
+    """
+    if device.type != "cpu" or "OMP_NUM_THREADS" in os.environ:
+        return
+    torch.set_num_threads(1 if n_parameters < SMALL_MODEL_PARAMETERS else DEFAULT_THREADS)
