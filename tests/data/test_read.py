@@ -174,3 +174,17 @@ def test_lines_rejoin_to_the_text_whatever_the_block_size(tmp_path_factory, text
     finally:
         read.BLOCK_BYTES = original
     assert "".join(lines) == text
+
+
+def test_one_long_line_comes_in_pieces_that_rejoin(tmp_path, monkeypatch):
+    import scratchlm.data.read as read
+
+    monkeypatch.setattr(read, "MAX_PIECE_CHARS", 50)
+    monkeypatch.setattr(read, "BLOCK_BYTES", 64)
+    text = " ".join(f"word{i}" for i in range(500)) + "\r\nlast line\r\n"
+    path = tmp_path / "long.txt"
+    path.write_bytes(text.encode())
+    pieces = list(read.open_corpus(str(path)).sources[0].lines())
+    assert "".join(pieces) == text
+    assert max(len(p) for p in pieces) <= 50 + 64  # at most a piece and one more block
+    assert all(p.endswith(" ") for p in pieces[:-2])  # cut after a space: no word is split

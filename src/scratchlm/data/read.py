@@ -19,6 +19,7 @@ from scratchlm.data.human_numbers import human_numbers_text
 from scratchlm.errors import UserError
 
 BLOCK_BYTES = 1 << 22  # read 4 MiB at a time: memory stays flat however big the file
+MAX_PIECE_CHARS = 1 << 20  # a line longer than this is handed on in pieces
 SNIFF_BYTES = 1 << 16  # bytes looked at to tell text from binary
 BOMS = [(codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")]
@@ -49,12 +50,21 @@ class Source:
             yield decoder.decode(b"", final=True)
 
     def lines(self) -> Iterator[str]:
-        """The text as lines, each keeping its line ending (a long block is never re-joined whole)."""
+        """The text as lines, each keeping its line ending.
+
+        A line longer than a block comes in pieces cut after a space, so a file that is one long line
+        never has to be held whole; a piece without a line ending is no line end for the tokenizers.
+        """
         carry = ""
         for block in self.blocks():
             parts = (carry + block).splitlines(keepends=True)
-            carry = parts.pop() if parts and not parts[-1].endswith(("\n", "\r")) else ""
+            # The last part may continue in the next block (as may a "\r" whose "\n" comes next).
+            carry = parts.pop() if parts and not parts[-1].endswith("\n") else ""
             yield from parts
+            while len(carry) > MAX_PIECE_CHARS:
+                cut = carry.rfind(" ", 0, MAX_PIECE_CHARS) + 1 or MAX_PIECE_CHARS
+                yield carry[:cut]
+                carry = carry[cut:]
         if carry:
             yield carry
 
