@@ -66,8 +66,8 @@ def train(data: str | None = None, model: str | None = None, out: str | Path | N
                            on_evaluation)
     except UserError:
         if created and not run_dir.exists:  # refused before it began: leave no empty folder behind
-            run_dir.file(".lock").unlink(missing_ok=True)
             with contextlib.suppress(OSError):
+                run_dir.file(".lock").unlink(missing_ok=True)
                 run_dir.path.rmdir()
         raise
 
