@@ -227,7 +227,7 @@ def build_parser() -> Parser:
     p.add_argument("--top-k", type=int, help="sample from the k most likely tokens")
     p.add_argument("--top-p", type=float, help="sample from the smallest set reaching probability p")
     p.add_argument("--seed", type=int, help="make sampling repeatable")
-    p.add_argument("--repetition-penalty", type=float, default=1.0,
+    p.add_argument("--repetition-penalty", type=float, default=1.0, metavar="P",
                    help="lower the tokens already in the text (CTRL); 1 (default) is none, 1.2 a usual start")
     p.add_argument("--stop", action="append", default=[], metavar="TEXT",
                    help="stop when the text contains TEXT, not printed (repeatable)")

@@ -1,13 +1,21 @@
 """Sampling the next token, and the loop that turns a model into a stream of tokens.
 
 The sampling maths is split into small pure functions (litgpt's `sample_top_p`, `sample`), each easy
-to test on its own: temperature scales the logits; top-k keeps the k largest; top-p (nucleus
-sampling, Holtzman et al. 2020) keeps the smallest set of tokens whose probabilities reach p.
+to test on its own: the repetition penalty (Keskar et al. 2019, CTRL, sec. 4.1) lowers the tokens
+already seen; temperature scales the logits; top-k keeps the k largest; top-p (nucleus sampling,
+Holtzman et al. 2020) keeps the smallest set of tokens whose probabilities reach p. Stop strings are
+found in the decoded text by `find_stop` and `stop_prefix_length`.
+
+Three kinds of model are driven here: one that carries a state (an RNN) reads each new token once;
+one that offers a cache (`new_cache`, a Transformer) reads the prompt once into its cache and then
+one token per step, within its context of `window` tokens; any other re-reads its last `window`
+tokens for each prediction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -32,6 +40,34 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
+def repetition_penalty(logits: torch.Tensor, previous: torch.Tensor, penalty: float) -> torch.Tensor:
+    """CTRL's penalty (Keskar et al. 2019): the logits of the tokens in `previous` divided by `penalty`
+    where positive and multiplied by it where negative, so that a penalty > 1 lowers them either way
+    (dividing a negative logit would raise it). `previous` holds ids, repeats allowed; 1 changes nothing."""
+    if penalty == 1 or previous.numel() == 0:
+        return logits
+    seen = logits.gather(-1, previous)
+    return logits.scatter(-1, previous, torch.where(seen > 0, seen / penalty, seen * penalty))
+
+
+def find_stop(text: str, stops: Sequence[str]) -> int | None:
+    """Where the first of the `stops` found in `text` begins, or None if none is there."""
+    found = [i for i in (text.find(stop) for stop in stops) if i >= 0]
+    return min(found) if found else None
+
+
+def stop_prefix_length(text: str, stops: Sequence[str]) -> int:
+    """How many characters at the end of `text` could be the start of a stop string: text to hold back
+    until the next tokens tell whether the stop string comes."""
+    longest = 0
+    for stop in stops:
+        for n in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:n]):
+                longest = n
+                break
+    return longest
+
+
 def sample_next(logits: torch.Tensor, temperature: float = 0.0, top_k: int | None = None,
                 top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """One token id per row of `logits` (..., V). Temperature 0 is greedy: the argmax."""
@@ -54,14 +90,29 @@ def context_tensor(ids: list[int], window: int | None, device: torch.device) -> 
     return torch.tensor([ids], dtype=torch.long, device=device)
 
 
+def offers_cache(model: torch.nn.Module) -> bool:
+    """A model that reads a context of up to `window` tokens, predicts after each, and can cache them."""
+    return callable(getattr(model, "new_cache", None))
+
+
+def context_of(model: torch.nn.Module, window: int | None) -> int:
+    """The most tokens a cache-offering model reads: its own window, or a smaller one asked for."""
+    return model.window if window is None else min(window, model.window)
+
+
 @torch.no_grad()
 def generate_ids(model: torch.nn.Module, prompt: list[int], n_tokens: int, window: int | None,
                  temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
-                 seed: int | None = None) -> Iterator[int]:
+                 seed: int | None = None, penalty: float = 1.0, use_cache: bool = True) -> Iterator[int]:
     """New token ids, one at a time, after `prompt` (which should start with <doc>).
 
-    A model that returns a state (an RNN's hidden state) reads each new token once, carrying the
-    state; one that does not re-reads its last `window` tokens for each prediction.
+    A model that returns a state (an RNN's hidden state) reads each new token once, carrying the state.
+    A model that offers a cache reads the prompt once into it (its last `window` tokens: a longer
+    prompt is cropped, with a warning), then each new token once; when the context is full, it reads
+    the last `window` tokens anew for each prediction: a learned position is part of every cached key,
+    so the window cannot slide along the cache. `use_cache=False` reads the whole context every time
+    instead (the same tokens, slower). Any other model re-reads its last `window` tokens each time.
+    `penalty` is the repetition penalty over the prompt and the tokens generated so far.
     """
     device = next(model.parameters()).device
     generator = torch.Generator(device=device)
@@ -70,12 +121,32 @@ def generate_ids(model: torch.nn.Module, prompt: list[int], n_tokens: int, windo
     model.eval()
     try:
         ids = list(prompt)
-        logits, _, state = model(context_tensor(ids, window, device), state=None)
+        seen = torch.tensor(sorted(set(ids)), dtype=torch.long, device=device)  # for the repetition penalty
+        cached = offers_cache(model)
+        if cached:
+            window = context_of(model, window)
+            if len(ids) > window:
+                warnings.warn(f"the prompt is {len(ids)} tokens, longer than the model's context of {window}; "
+                              f"only its last {window} are read", stacklevel=2)
+            cache = model.new_cache(1, device) if use_cache else None
+            logits, _, _ = model(context_tensor(ids[-window:], None, device), state=cache)
+        else:
+            logits, _, state = model(context_tensor(ids, window, device), state=None)
         for _ in range(n_tokens):
-            token = int(sample_next(logits[0, -1], temperature, top_k, top_p, generator))
+            token = int(sample_next(repetition_penalty(logits[0, -1], seen, penalty), temperature, top_k, top_p,
+                                    generator))
             yield token
             ids.append(token)
-            if state is not None:
+            if penalty != 1 and not (seen == token).any():
+                seen = torch.cat([seen, seen.new_tensor([token])])
+            if cached:
+                if cache is not None and cache.length < window:
+                    logits, _, _ = model(context_tensor([token], None, device), state=cache)
+                else:  # no cache, or a full one: read the last `window` tokens from position 0
+                    if cache is not None:
+                        cache.clear()
+                    logits, _, _ = model(context_tensor(ids[-window:], None, device), state=cache)
+            elif state is not None:
                 logits, _, state = model(context_tensor([token], None, device), state=state)
             else:
                 logits, _, _ = model(context_tensor(ids, window, device))
@@ -87,15 +158,27 @@ def generate_ids(model: torch.nn.Module, prompt: list[int], n_tokens: int, windo
 def token_logprobs(model: torch.nn.Module, ids: list[int], window: int | None) -> torch.Tensor:
     """log p(ids[i] | ids[:i]) for i = 1 .. len(ids)-1.
 
-    Models with a state read the sequence once, token by token; windowed models read every position's
-    window in one batch.
+    Models with a state read the sequence once, token by token. A model that offers a cache predicts
+    after every token of its context, so it reads the sequence in context-sized chunks, one forward
+    pass each: the first chunk is scored whole; each next one moves half a context on and scores only
+    its new half, so every token after the first context is read with at least half a context before
+    it. Other windowed models read every position's window in one batch.
     """
     was_training = model.training
     model.eval()
     try:
         device = next(model.parameters()).device
         targets = torch.tensor(ids[1:], device=device)
-        if window is None:
+        if offers_cache(model):
+            window = context_of(model, window)
+            inputs, rows, done = ids[:-1], [], 0  # `done`: positions of `inputs` scored so far
+            while done < len(inputs):
+                stop = min(len(inputs), window if done == 0 else done + max(1, window // 2))
+                logits = model(context_tensor(inputs[max(0, stop - window):stop], None, device))[0]  # (1, T, V)
+                rows.append(logits[0, -(stop - done):])
+                done = stop
+            logits = torch.cat(rows)
+        elif window is None:
             state: State = None
             rows = []
             for token in ids[:-1]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from scratchlm.data.pipeline import DataConfig, load_lm_data
 from scratchlm.data.read import open_corpus
 from scratchlm.data.tokenize import DOC, Tokenizer, tokenizer_from_json
 from scratchlm.errors import UserError
-from scratchlm.generate import generate_ids, token_logprobs
+from scratchlm.generate import find_stop, generate_ids, stop_prefix_length, token_logprobs
 from scratchlm.models.registry import ModelSpec, get_spec
 from scratchlm.speed import resolve_device
 from scratchlm.trainer import TrainConfig, evaluate
@@ -78,30 +78,47 @@ class Run:
         return self.tokenizer.encode(text)
 
     def stream(self, prompt: str = "", tokens: int = 100, temperature: float = 0.0, top_k: int | None = None,
-               top_p: float | None = None, seed: int | None = None) -> Iterator[str]:
+               top_p: float | None = None, seed: int | None = None, repetition_penalty: float = 1.0,
+               stop: Sequence[str] = ()) -> Iterator[str]:
         """The generated text piece by piece, as the tokens are made (the prompt is not repeated).
+
+        Generation ends after `tokens` tokens, or as soon as the new text contains one of the `stop`
+        strings; the text before it is given, the stop string itself is not.
 
         The arguments are checked here, at the call, not when the first piece is asked for: a caller
         (the CLI echoes the prompt first) learns of a bad one before it has shown anything.
         """
-        check_sampling(tokens, temperature, top_k, top_p)
+        stop = [stop] if isinstance(stop, str) else list(stop)
+        check_sampling(tokens, temperature, top_k, top_p, repetition_penalty, stop)
         prompt_ids = [DOC] + self.encode_checked(prompt, "prompt")
-        return self.pieces(prompt_ids, tokens, temperature, top_k, top_p, seed)
+        return self.pieces(prompt_ids, tokens, temperature, top_k, top_p, seed, repetition_penalty, stop)
 
     def pieces(self, prompt_ids: list[int], tokens: int, temperature: float, top_k: int | None,
-               top_p: float | None, seed: int | None) -> Iterator[str]:
+               top_p: float | None, seed: int | None, repetition_penalty: float = 1.0,
+               stop: Sequence[str] = ()) -> Iterator[str]:
         """The text of the new tokens after `prompt_ids`, as `stream` gives it."""
         # Decode the prompt and the new tokens together, so the tokenizer places the spaces between them.
         ids = list(prompt_ids)
-        shown = self.tokenizer.decode(ids)
-        for token in generate_ids(self.model, prompt_ids, tokens, self.window, temperature, top_k, top_p, seed):
+        start = len(self.tokenizer.decode(ids))
+        shown = 0  # characters of the new text given so far
+        for token in generate_ids(self.model, prompt_ids, tokens, self.window, temperature, top_k, top_p, seed,
+                                  repetition_penalty):
             ids.append(token)
             text = self.tokenizer.decode(ids)
-            if not text.endswith("\ufffd"):  # wait for the rest of a multi-byte character split across tokens
-                yield text[len(shown):]
-                shown = text
-        if len(shown) < len(text := self.tokenizer.decode(ids)):
-            yield text[len(shown):]
+            if text.endswith("\ufffd"):  # wait for the rest of a multi-byte character split across tokens
+                continue
+            new = text[start:]
+            at = find_stop(new, stop) if stop else None
+            ready = len(new) - stop_prefix_length(new, stop) if at is None else at  # hold back a possible stop
+            if ready > shown:
+                yield new[shown:ready]
+                shown = ready
+            if at is not None:
+                return
+        new = self.tokenizer.decode(ids)[start:]  # the end: what was held back, and a split last character
+        at = find_stop(new, stop) if stop else None
+        if shown < (end := len(new) if at is None else at):
+            yield new[shown:end]
 
     def generate(self, prompt: str = "", tokens: int = 100, **sampling) -> str:
         """The prompt's continuation as one string."""
@@ -133,7 +150,8 @@ class Run:
         return {"run": str(self.path), "data": data or "validation split", **result}
 
 
-def check_sampling(tokens: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
+def check_sampling(tokens: int, temperature: float, top_k: int | None, top_p: float | None,
+                   repetition_penalty: float = 1.0, stop: Sequence[str] = ()) -> None:
     if not 0 <= tokens <= 10_000_000:
         raise UserError(f"--tokens {tokens} must be between 0 and 10,000,000")
     if not 0 <= temperature <= 100:
@@ -142,3 +160,7 @@ def check_sampling(tokens: int, temperature: float, top_k: int | None, top_p: fl
         raise UserError(f"--top-k {top_k} must be at least 1")
     if top_p is not None and not 0 < top_p <= 1:
         raise UserError(f"--top-p {top_p} must be in (0, 1]")
+    if not 0 < repetition_penalty <= 100:
+        raise UserError(f"--repetition-penalty {repetition_penalty} must be in (0, 100]; 1 is none, 1.2 a usual start")
+    if any(not s for s in stop):
+        raise UserError("--stop needs a non-empty string")

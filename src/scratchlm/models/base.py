@@ -13,7 +13,13 @@ The one interface (makemore's idea: one `generate()` and one `evaluate()` serve 
 
 Class attributes tell the trainer and the inference verbs how to drive a model:
     carries_state  training passes the state from one batch to the next (truncated BPTT)
-    window         the exact number of tokens the model reads, or None if it reads any length
+    window         the tokens the model reads: exactly this many for a model that predicts the next token
+                   only (T' = 1); at most this many, its context, for one that predicts after every token
+                   (a Transformer); None if it reads any length
+
+A model may also offer `new_cache(batch_size, device)`: an inference-only state (a Transformer's
+keys and values) that `forward` fills and returns when it is passed as the state. Training never
+passes one, so such a model returns None there, as one without a state.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from torch import nn
 from scratchlm.errors import UserError
 from scratchlm.models.awd_lstm import AWDLSTM, AWDLSTMConfig
 from scratchlm.models.cells import ScratchRNN, ScratchRNNConfig
+from scratchlm.models.gpt import GPT, GPTConfig
 from scratchlm.models.mlp import MLP3, MLPConfig
 from scratchlm.models.recurrent import FusedRNN, FusedRNNConfig
 from scratchlm.models.rnn import LoopRNN, LoopRNNConfig
@@ -76,9 +77,14 @@ SPECS = [
     ModelSpec("gru-scratch", "gru with the cell written from its gate equations, looped in Python",
               "lm", ScratchRNNConfig, ScratchRNN, {"cell": "gru", "n_layers": 2},
               {"lr": 1e-2, "epochs": 15, "bptt": 16}),
-    ModelSpec("awd-lstm", f"dropout everywhere, AR/TAR, tied weights (Merity et al. 2017; {BOOK} LMModel7)",
-              "lm", AWDLSTMConfig, AWDLSTM, {},
-              {"lr": 1e-2, "epochs": 15, "bptt": 16, "weight_decay": 0.1}),
+    ModelSpec("awd-lstm", f"tied weights, locked dropout, AR/TAR, weight decay (Merity et al. 2017; {BOOK} LMModel7)",
+              "lm", AWDLSTMConfig, AWDLSTM,
+              {"embed_p": 0.0, "input_p": 0.0, "hidden_p": 0.0, "weight_p": 0.0, "output_p": 0.5},
+              {"lr": 1e-2, "epochs": 15, "bptt": 16, "weight_decay": 0.7}),
+    ModelSpec("gpt", "decoder-only Transformer: causal self-attention over a 64-token context (Radford et al. 2019)",
+              "lm", GPTConfig, GPT, {"preset": "tiny"},
+              {"lr": 6e-3, "epochs": 2, "bptt": 64, "batch_size": 12, "schedule": "onecycle", "warmup": 0.1,
+               "weight_decay": 0.1, "grad_clip": 1.0}),
 ]
 REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in SPECS}
 

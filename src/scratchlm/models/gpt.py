@@ -1,0 +1,244 @@
+"""GPT: a decoder-only Transformer language model.
+
+Radford et al. 2018, "Improving Language Understanding by Generative Pre-Training" (GPT), and 2019,
+"Language Models are Unsupervised Multitask Learners" (GPT-2), on the Transformer of Vaswani et al.
+2017, "Attention Is All You Need"; the code follows Karpathy's nanoGPT `model.py`. The input is the sum
+of a learned token and a learned position embedding, read by n_layer blocks in GPT-2's pre-norm order
+(LayerNorm before each branch, so the residual stream itself is never normalised):
+
+    x_0    = E[idx] + P[0 .. T-1]                        (B, T, C)
+    x      = x + Attn(LN_1(x))                           each block
+    x      = x + MLP(LN_2(x))                            MLP(x) = W_2 gelu(W_1 x), 4C wide
+    logits = LN_f(x_L) E^T                               the head tied to the embedding (Press and Wolf 2017)
+
+Attention is Vaswani et al.'s eq. (1), per head, with a causal mask M so that position t reads
+positions <= t only:
+
+    Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k) + M) V          M_ts = 0 if s <= t, else -inf
+
+computed by `F.scaled_dot_product_attention` (a fused kernel: flash attention where it can), or, with
+`attention="explicit"`, written out as above: slower and hungrier (it keeps the (T, T) matrix), but
+every step is visible; the two are tested equal.
+
+Initialisation is GPT-2's: N(0, 0.02) for every weight matrix and embedding, biases zero, and the two
+projections per block that write into the residual stream scaled by 1/sqrt(2 n_layer): each block adds
+two of them to the stream, whose variance would otherwise grow with depth.
+
+The model reads up to `block_size` tokens (its `window`) and predicts after each of them. It carries no
+state from one training batch to the next. At inference a `KVCache` (from `new_cache`) passed as the
+state holds the keys and values of the tokens already read, so each new token costs one position
+instead of the whole context; the model returns the same cache, holding the new token too.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from scratchlm.errors import UserError
+from scratchlm.models.base import LanguageModel, lm_loss
+
+# Named sizes: a preset fills the fields of GPTConfig that are left None.
+PRESETS: dict[str, dict] = {
+    # CPU, minutes: nanoGPT's shakespeare-char recipe for a laptop (4 layers, 4 heads, 128 wide, context 64).
+    "tiny": {"block_size": 64, "n_layer": 4, "n_head": 4, "n_embd": 128, "dropout": 0.0, "bias": False},
+    # one GPU, minutes: nanoGPT's config/train_shakespeare_char.py, 10.7M parameters with 65 characters.
+    "shakespeare-char": {"block_size": 256, "n_layer": 6, "n_head": 6, "n_embd": 384, "dropout": 0.2, "bias": False},
+    # GPT-2 small: 124M parameters with its 50,257-token vocabulary.
+    "gpt2": {"block_size": 1024, "n_layer": 12, "n_head": 12, "n_embd": 768, "dropout": 0.0, "bias": True},
+}
+ATTENTION = ("fused", "explicit")
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 65  # number of tokens
+    preset: Literal["tiny", "shakespeare-char", "gpt2"] = "tiny"  # named sizes for the fields below left None
+    block_size: int | None = None  # context length: the most tokens the model reads (its window)
+    n_layer: int | None = None  # transformer blocks
+    n_head: int | None = None  # attention heads per block; each reads n_embd / n_head dimensions
+    n_embd: int | None = None  # width of the residual stream and the embeddings
+    dropout: float | None = None  # on the embeddings, the attention weights and each branch's output
+    bias: bool | None = None  # biases in the linear and LayerNorm layers (GPT-2 has them; as good without)
+    attention: Literal["fused", "explicit"] = "fused"  # F.scaled_dot_product_attention, or the equation
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise UserError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+        for name, value in PRESETS[self.preset].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        if min(self.vocab_size, self.block_size, self.n_layer, self.n_head, self.n_embd) < 1:
+            raise UserError("vocab_size, block_size, n_layer, n_head and n_embd must be at least 1")
+        if self.n_embd % self.n_head:
+            raise UserError(f"n_embd {self.n_embd} must be a multiple of n_head {self.n_head}")
+        if not 0 <= self.dropout < 1:
+            raise UserError(f"dropout {self.dropout} must be in [0, 1)")
+        if self.attention not in ATTENTION:
+            raise UserError(f"unknown attention {self.attention!r}; choose one of {', '.join(ATTENTION)}")
+
+
+class KVCache:
+    """The keys and values of the tokens read so far, in every layer, allocated once for the whole context.
+
+    A layer's `set` writes its new keys and values after the `length` positions already held and
+    returns all of them; the model calls `advance` once every layer has written, and `clear` empties
+    the cache for reuse (nothing is zeroed: positions past `length` are never read).
+    """
+
+    def __init__(self, n_layer: int, batch_size: int, n_head: int, capacity: int, head_size: int,
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None):
+        shape = (n_layer, batch_size, n_head, capacity, head_size)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)  # (L, B, nh, capacity, hs)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)  # (L, B, nh, capacity, hs)
+        self.length = 0  # positions filled, the same in every layer between forward passes
+
+    @property
+    def capacity(self) -> int:
+        return self.k.size(3)
+
+    def set(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k, v (B, nh, T, hs) of `layer` after the tokens held; return its keys and values so far."""
+        start, stop = self.length, self.length + k.size(2)
+        if stop > self.capacity:
+            raise ValueError(f"the cache holds {self.capacity} positions; {stop} asked (clear it first)")
+        self.k[layer, :, :, start:stop] = k
+        self.v[layer, :, :, start:stop] = v
+        return self.k[layer, :, :, :stop], self.v[layer, :, :, :stop]  # (B, nh, stop, hs) each
+
+    def advance(self, n: int) -> None:
+        self.length += n
+
+    def clear(self) -> None:
+        self.length = 0
+
+
+def causal_mask(T: int, S: int, device: torch.device) -> torch.Tensor:
+    """(T, S) bool, True where query t may read key s: the T queries are the last T of the S positions,
+    so query t sits at position S - T + t and reads keys 0 .. S - T + t."""
+    return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head masked self-attention: all heads' q, k, v from one matrix, then one output projection."""
+
+    def __init__(self, config: GPTConfig, layer: int):
+        super().__init__()
+        self.layer = layer  # this block's index: where its keys and values go in a KVCache
+        self.n_head, self.dropout = config.n_head, config.dropout
+        self.explicit = config.attention == "explicit"
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v of every head
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)  # writes into the residual stream
+        self.attn_dropout = nn.Dropout(config.dropout)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        B, T, C = x.shape
+        hs = C // self.n_head
+        q, k, v = self.c_attn(x).split(C, dim=2)  # (B, T, C) each
+        q = q.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        if cache is not None:
+            k, v = cache.set(self.layer, k, v)  # (B, nh, S, hs): the tokens read before, then these T
+        S = k.size(2)
+        if self.explicit:
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))  # (B, nh, T, S)
+            att = att.masked_fill(~causal_mask(T, S, x.device), float("-inf"))
+            att = self.attn_dropout(F.softmax(att, dim=-1))
+            y = att @ v  # (B, nh, T, hs)
+        else:
+            # is_causal aligns its mask to the top left, which is right only when the queries are all the
+            # positions (S == T); after cached tokens the queries are the last T, so pass their rows instead.
+            mask = None if S == T else causal_mask(T, S, x.device)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=S == T,
+                                               dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # the heads side by side again
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    """The position-wise feed-forward network: 4x wider, GELU, back. The exact GELU (as nanoGPT), not GPT-2's
+    tanh approximation: the same curve to 1e-3, and faster on CPUs without AVX-512."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.gelu = nn.GELU()
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)  # writes into the residual stream
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))  # (B, T, C)
+
+
+class Block(nn.Module):
+    """One pre-norm Transformer block: x + Attn(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, config: GPTConfig, layer: int):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config, layer)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache)
+        return x + self.mlp(self.ln_2(x))  # (B, T, C)
+
+
+class GPT(LanguageModel):
+    """Token + position embeddings -> n_layer blocks -> LayerNorm -> tied head. See the module docstring."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = c = config
+        self.window = c.block_size  # reads up to this many tokens and predicts after each
+        self.wte = nn.Embedding(c.vocab_size, c.n_embd)  # token embedding E
+        self.wpe = nn.Embedding(c.block_size, c.n_embd)  # position embedding P, learned
+        self.drop = nn.Dropout(c.dropout)
+        self.h = nn.ModuleList(Block(c, layer) for layer in range(c.n_layer))
+        self.ln_f = nn.LayerNorm(c.n_embd, bias=c.bias)
+        self.lm_head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # one (V, C) tensor, read at both ends
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):  # the residual projections: 2 per block add to the stream
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * c.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def new_cache(self, batch_size: int = 1, device: torch.device | str | None = None,
+                  dtype: torch.dtype | None = None) -> KVCache:
+        """An empty KVCache for the whole context, on the model's device and dtype unless told otherwise."""
+        weight = self.wte.weight
+        c = self.config
+        return KVCache(c.n_layer, batch_size, c.n_head, c.block_size, c.n_embd // c.n_head,
+                       device or weight.device, dtype or weight.dtype)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                state: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None, KVCache | None]:
+        B, T = idx.shape
+        start = 0 if state is None else state.length  # tokens already in the cache come first
+        if start + T > self.window:
+            raise ValueError(f"gpt reads at most {self.window} tokens (block_size); got {start + T}")
+        pos = torch.arange(start, start + T, device=idx.device)  # (T,)
+        x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
+        for block in self.h:
+            x = block(x, state)  # (B, T, C)
+        if state is not None:
+            state.advance(T)
+        logits = self.lm_head(self.ln_f(x))  # (B, T, V)
+        return logits, None if targets is None else lm_loss(logits, targets), state
