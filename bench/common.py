@@ -1,0 +1,108 @@
+"""What every benchmark shares: the `Section` it returns, and running a child process with its peak RSS.
+
+Benchmarks measure in child processes, never in the runner itself: a fresh interpreter per measurement
+gives each one its own peak resident memory (read from `wait4`, the kernel's ru_maxrss of that child
+alone) and keeps one measurement's caches and allocator state out of the next.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Section:
+    """What a benchmark's `run(quick)` returns: one results section.
+
+    rows: the table, one dict per row; columns are the keys, in the order they first appear. Values are
+        numbers, strings, or `spread()` dicts ({"median", "min", "max"}, shown as "median (min-max)").
+    notes: lines shown under the table: verdicts, caveats, what the figures mean.
+    details: per-measurement records (each seed, each child), kept in results.json only.
+    """
+
+    rows: list[dict[str, Any]]
+    notes: list[str] = field(default_factory=list)
+    details: list[dict[str, Any]] = field(default_factory=list)
+
+
+class BenchError(RuntimeError):
+    """A measurement failed (a child exited non-zero); the message carries the end of its output."""
+
+
+@dataclass
+class ChildResult:
+    """One finished child process."""
+
+    returncode: int
+    wall_seconds: float
+    peak_rss_mb: float  # ru_maxrss of this child (and any children it waited for), in MiB
+    stdout: str
+    stderr: str
+
+
+def scratchlm_command(*args: str) -> list[str]:
+    """`scratchlm ARGS` run with the runner's own interpreter, so the same environment is measured."""
+    return [sys.executable, "-m", "scratchlm", *args]
+
+
+def run_child(command: Sequence[str], workdir: Path, env: dict[str, str] | None = None,
+              on_poll: Callable[[int, float], None] | None = None, poll_seconds: float = 0.1) -> ChildResult:
+    """Run `command` to completion and return its exit status, wall time and peak RSS.
+
+    Output goes to files in `workdir` (a pipe could fill and block the child). While the child runs,
+    `on_poll(pid, seconds_since_start)` is called every `poll_seconds`, to sample what only a live
+    process shows (/proc/PID). Raises BenchError when the child fails.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    out_path, err_path = workdir / "stdout.txt", workdir / "stderr.txt"
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        start = time.perf_counter()
+        child = subprocess.Popen(list(command), stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                 env={**os.environ, **(env or {})})
+        while True:
+            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+            if pid:
+                break
+            if on_poll:
+                on_poll(child.pid, time.perf_counter() - start)
+            time.sleep(poll_seconds)
+        wall = time.perf_counter() - start
+        child.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: tell Popen so it does not wait
+    result = ChildResult(child.returncode, wall, usage.ru_maxrss / 1024, out_path.read_text(errors="replace"),
+                         err_path.read_text(errors="replace"))
+    if result.returncode != 0:
+        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
+        raise BenchError(f"`{' '.join(command)}` exited with {result.returncode}:\n{tail}")
+    return result
+
+
+def proc_status_mb(pid: int, *keys: str) -> dict[str, float]:
+    """Fields of /proc/PID/status given in kB (VmRSS, VmHWM, RssAnon, RssFile), in MiB; {} once it is gone."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return {}
+    values = {}
+    for line in lines:
+        name, _, rest = line.partition(":")
+        if name in keys:
+            values[name] = int(rest.split()[0]) / 1024
+    return values
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """Median, min and max of repeated measurements: seeds and timings vary, one number would hide it."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def log(message: str) -> None:
+    """Progress for the person waiting: on stderr, so stdout stays clean."""
+    print(message, file=sys.stderr, flush=True)
