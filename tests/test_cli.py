@@ -25,7 +25,7 @@ import pytest
 
 from scratchlm.checkpoint import BEST, CONFIG, LAST, METRICS, STATE, TOKENIZER, RunDir
 from scratchlm.cli import main
-from scratchlm.models.registry import REGISTRY
+from scratchlm.models.registry import REGISTRY, parse_settings
 from scratchlm.run import Run
 
 
@@ -155,6 +155,15 @@ def test_models(tmp_path: Path):
     lines = ok(run_cli("models", cwd=tmp_path)).stdout.splitlines()
     assert lines[0].split()[:2] == ["name", "task"]
     assert [line.split()[0] for line in lines[1:]] == list(REGISTRY)
+
+
+def test_models_name_lists_settings_that_set_accepts(tmp_path: Path):
+    """`scratchlm models lstm` shows each setting with the entry's default and meaning; each name is --set-able."""
+    out = ok(run_cli("models", "lstm", cwd=tmp_path)).stdout
+    rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[3:] if line.strip() and not line.startswith("training")}
+    assert rows["cell"] == "'lstm'" and rows["n_hidden"] == "64" and "tie_weights" in rows
+    assert "training defaults: --lr 0.01" in out
+    assert set(rows) == set(parse_settings(REGISTRY["lstm"], [f"{name}={rows[name].strip(chr(39))}" for name in rows]))
 
 
 @pytest.mark.slow

@@ -170,8 +170,16 @@ def cmd_ladder(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from scratchlm.models.registry import REGISTRY
+    from scratchlm.models.registry import REGISTRY, get_spec, settings_of
 
+    if args.name:
+        spec = get_spec(args.name)
+        print(f"{spec.name}: {spec.idea}\n")
+        print(table(["setting (--set KEY=VALUE)", "default", "meaning"],
+                    [[name, repr(value) if isinstance(value, str) else value, meaning]
+                     for name, value, meaning in settings_of(spec)]))
+        print("\ntraining defaults: " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in spec.train.items()))
+        return 0
     rows = []
     for spec in REGISTRY.values():
         vocab = 30  # human numbers' vocabulary: the size every count below is for
@@ -260,7 +268,8 @@ def build_parser() -> Parser:
     p.add_argument("--out", default="runs/ladder", help="where the rungs' runs, table and plot go (default runs/ladder)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    verb("models", cmd_models, "the model registry: names, tasks, parameter counts")
+    p = verb("models", cmd_models, "the model registry: names, tasks, parameter counts; one model's settings")
+    p.add_argument("name", nargs="?", help="a model: list its settings and training defaults")
     return parser
 
 

@@ -7,6 +7,8 @@ it here. There is no if/elif on model names anywhere else.
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -93,6 +95,17 @@ def get_spec(name: str) -> ModelSpec:
     if name not in REGISTRY:
         raise UserError(f"unknown model {name!r}; choose one of {', '.join(REGISTRY)} (see `scratchlm models`)")
     return REGISTRY[name]
+
+
+def settings_of(spec: ModelSpec) -> list[tuple[str, Any, str]]:
+    """(name, this entry's default, what it means) for every setting of `spec` a user can `--set`.
+
+    The meaning is the field's own comment in the config's source, so the listing cannot drift from it.
+    """
+    comments = dict(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.+)$", inspect.getsource(spec.config_cls), re.MULTILINE))
+    defaults = {f.name: f.default for f in dataclasses.fields(spec.config_cls)}
+    return [(name, spec.config.get(name, default), comments.get(name, ""))
+            for name, default in defaults.items() if name != "vocab_size"]
 
 
 def parse_settings(spec: ModelSpec, pairs: list[str]) -> dict[str, Any]:
