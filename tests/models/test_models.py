@@ -11,7 +11,7 @@ import torch
 import scratchlm
 from scratchlm.errors import UserError
 from scratchlm.models.base import detach_state, lm_loss
-from scratchlm.models.registry import REGISTRY, get_spec, parse_settings
+from scratchlm.models.registry import REGISTRY, field_comments, get_spec, parse_settings, settings_of
 
 VOCAB = 35
 
@@ -107,3 +107,18 @@ def test_settings_are_typed_by_the_config():
             parse_settings(spec, bad)
     with pytest.raises(UserError, match="no setting"):
         spec.make_config(VOCAB, {"unknown_key": 1})
+
+
+def test_field_comments_follow_continuation_lines_but_not_new_remarks():
+    source = '''class C:
+    a: int = 1  # first line of a,
+    #             and its second
+    # a remark about what follows, not about a
+    b: float = 0.5  # b alone
+'''
+    assert field_comments(source) == {"a": "first line of a, and its second", "b": "b alone"}
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_setting_is_explained(name: str):
+    assert all(meaning for _, _, meaning in settings_of(get_spec(name)))

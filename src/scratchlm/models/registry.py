@@ -102,10 +102,26 @@ def settings_of(spec: ModelSpec) -> list[tuple[str, Any, str]]:
 
     The meaning is the field's own comment in the config's source, so the listing cannot drift from it.
     """
-    comments = dict(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.+)$", inspect.getsource(spec.config_cls), re.MULTILINE))
+    comments = field_comments(inspect.getsource(spec.config_cls))
     defaults = {f.name: f.default for f in dataclasses.fields(spec.config_cls)}
     return [(name, spec.config.get(name, default), comments.get(name, ""))
             for name, default in defaults.items() if name != "vocab_size"]
+
+
+def field_comments(source: str) -> dict[str, str]:
+    """{field: comment} from a dataclass' source. A comment goes on over the next lines whose text is indented
+    past their `#` (aligned under the comment above); a plain `# ...` line starts a new remark."""
+    comments: dict[str, str] = {}
+    field = None
+    for line in source.splitlines():
+        if match := re.match(r"^\s+(\w+):[^#\n]*#\s*(.+)$", line):
+            field = match[1]
+            comments[field] = match[2].strip()
+        elif field and (more := re.match(r"^\s+#\s{2,}(.+)$", line)):
+            comments[field] += " " + more[1].strip()
+        else:
+            field = None
+    return comments
 
 
 def parse_settings(spec: ModelSpec, pairs: list[str]) -> dict[str, Any]:
