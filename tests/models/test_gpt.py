@@ -3,6 +3,7 @@ scoring through the cache, and a run trained and used end to end through the CLI
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -16,7 +17,7 @@ import torch
 
 from scratchlm.data.tokenize import DOC
 from scratchlm.errors import UserError
-from scratchlm.generate import generate_ids, token_logprobs
+from scratchlm.generate import context_start, generate_ids, token_logprobs
 from scratchlm.models.gpt import GPT, PRESETS, GPTConfig, KVCache, causal_mask
 from scratchlm.models.registry import get_spec, parse_settings
 from scratchlm.run import Run
@@ -165,12 +166,46 @@ def test_cached_and_uncached_generation_give_the_same_tokens(seed: int):
     assert greedy == list(generate_ids(model, prompt, 30, model.window, use_cache=False))
 
 
-def test_uncached_generation_is_the_argmax_of_the_last_window():
+def test_context_jumps_to_its_newest_half_when_full():
+    assert [context_start(0, n, 16) for n in (1, 15, 16)] == [0, 0, 0]
+    assert context_start(0, 17, 16) == 9  # 8 ids kept: the newest half, the new one included
+    assert context_start(9, 24, 16) == 9 and context_start(9, 26, 16) == 18
+    assert context_start(0, 2, 1) == 1 and context_start(3, 10, 5) == 7  # an odd window keeps the larger half
+    for window in (1, 2, 5, 16):
+        start = 0
+        for length in range(1, 100):
+            start = context_start(start, length, window)
+            assert (window + 1) // 2 <= length - start <= window or length < (window + 1) // 2
+
+
+def test_generation_reads_the_argmax_of_its_context():
     model = small()
-    ids = [DOC, 1, 2]
-    for token in generate_ids(model, ids, 25, model.window):
-        assert token == int(model(torch.tensor([ids[-16:]]))[0][0, -1].argmax())
+    ids, start = [DOC, 1, 2], 0
+    for token in generate_ids(model, ids, 40, model.window):
+        assert token == int(model(torch.tensor([ids[start:]]))[0][0, -1].argmax())
         ids = ids + [token]
+        start = context_start(start, len(ids), model.window)
+
+
+@pytest.mark.parametrize("attention", ["fused", "explicit"])
+def test_long_generation_past_the_context_is_the_same_with_and_without_the_cache(attention: str):
+    model = small(attention=attention)
+    prompt = [DOC] + [i % VOCAB for i in range(20)]  # longer than the context: cropped, then 10 jumps
+    sample = lambda **kw: list(generate_ids(model, prompt, 200, model.window, temperature=0.9, top_p=0.95,
+                                            penalty=1.1, seed=5, **kw))
+    with pytest.warns(UserWarning, match="longer than the model's context"):
+        cached = sample()
+    with pytest.warns(UserWarning, match="longer than the model's context"):
+        assert cached == sample(use_cache=False)
+
+
+def test_the_cache_reads_a_half_window_per_half_window_of_tokens():
+    model = small()
+    read = []
+    model.register_forward_pre_hook(lambda module, args, kwargs: read.append(args[0].size(1)), with_kwargs=True)
+    list(generate_ids(model, [DOC, 1, 2], 100, model.window))
+    assert read[0] == 3 and sum(read) < 2 * 103  # the old policy read 16 tokens per step once full: ~1,500
+    assert sorted(set(read)) == [1, 3, 8]
 
 
 def test_a_prompt_longer_than_the_context_is_cropped_with_a_warning():
@@ -266,3 +301,13 @@ def test_cli_warns_in_one_line_when_the_prompt_is_cropped(gpt_run: Path, tmp_pat
         "scratchlm: warning: the prompt is 34 tokens, longer than the model's context of 16; only its last 16 are read"]
     result = run_cli("generate", copy, "--repetition-penalty", "0", cwd=tmp_path)
     assert result.returncode == 2 and "--repetition-penalty" in result.stderr
+
+
+def test_the_ladder_races_the_gpt_rung_on_human_numbers(tmp_path: Path):
+    out = tmp_path / "ladder"
+    result = ok(run_cli("ladder", "--data", "human-numbers", "--models", "mlp3,gpt", "--time", "2s", "--out", out,
+                        "--quiet", cwd=tmp_path))
+    rows = {row["rung"]: row for row in json.loads((out / "ladder.json").read_text())}
+    assert list(rows) == ["mlp3", "gpt"] and "gpt" in result.stdout
+    assert rows["gpt"]["parameters"] > 500_000 and 0 < rows["gpt"]["accuracy"] <= 1
+    assert Run.load(out / "gpt", device="cpu").window == 64  # the registry's context, an ordinary run

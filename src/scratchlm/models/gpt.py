@@ -154,8 +154,9 @@ class CausalSelfAttention(nn.Module):
             y = att @ v  # (B, nh, T, hs)
         else:
             # is_causal aligns its mask to the top left, which is right only when the queries are all the
-            # positions (S == T); after cached tokens the queries are the last T, so pass their rows instead.
-            mask = None if S == T else causal_mask(T, S, x.device)
+            # positions (S == T); after cached tokens the queries are the last T, so pass their rows instead,
+            # unless there is one query: the newest token reads every position, and needs no mask at all.
+            mask = None if S == T or T == 1 else causal_mask(T, S, x.device)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=S == T,
                                                dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # the heads side by side again
