@@ -27,15 +27,17 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import gpt
 import human_numbers
 import ladder
 import memory
+import reliability
 import wikitext
 from common import BenchError, Section, log
 
 # Every benchmark, in the order they run and appear in RESULTS.md. A benchmark is a module with NAME,
 # TITLE, ABOUT and run(quick: bool) -> Section; adding one is adding it here (see bench/README.md).
-BENCHMARKS: list[ModuleType] = [human_numbers, ladder, wikitext, memory]
+BENCHMARKS: list[ModuleType] = [human_numbers, ladder, wikitext, gpt, memory, reliability]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 FORMAT = "scratchlm-bench/1"

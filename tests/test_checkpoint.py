@@ -15,12 +15,17 @@ from scratchlm.checkpoint import (
     BEST,
     CONFIG,
     LAST,
+    METRICS,
+    PREV_LAST,
+    PREV_STATE,
     STATE,
     RunDir,
     atomic_write,
     atomic_write_json,
     load_state,
     load_weights,
+    pair_ok,
+    read_weights,
     save_state,
     save_weights,
     weights_step,
@@ -51,6 +56,7 @@ def test_a_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(OSError):
         atomic_write(path, b"new")
     assert path.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["config.json"]  # and its temporary file is gone
 
 
 class Payload:
@@ -72,8 +78,9 @@ def test_a_state_file_that_runs_code_is_refused(tmp_path: Path):
     with pytest.raises(UserError, match="cannot be loaded safely") as e:
         run.load_state()
     assert str(run.file(STATE)) in str(e.value)
-    with pytest.raises(UserError):
-        run.recover()  # recovery reads state.pt too
+    run.recover()  # recovery reads state.pt too, and leaves it for the loader to refuse
+    with pytest.raises(UserError, match="cannot be loaded safely"):
+        run.load_state()
     assert not marker.exists()
 
     # The file is live: the unsafe loader would have run it. This is what weights_only=True prevents.
@@ -126,7 +133,8 @@ def test_save_checkpoint_writes_a_consistent_pair(tmp_path: Path):
     later = checkpoint(run, 6, best=False)
     assert weights_step(run.file(LAST)) == 6 and weights_step(run.file(BEST)) == 5
     assert same_weights(run.file(LAST), later) and same_weights(run.file(BEST), model)
-    assert sorted(p.name for p in run.path.iterdir()) == [LAST, BEST, STATE]
+    assert sorted(p.name for p in run.path.iterdir()) == sorted([LAST, BEST, STATE, PREV_LAST, PREV_STATE])
+    assert pair_ok(run.file(PREV_LAST), run.file(PREV_STATE)) and weights_step(run.file(PREV_LAST)) == 5
 
 
 def test_recover_rolls_a_complete_pending_state_forward(tmp_path: Path):
@@ -225,3 +233,134 @@ def test_a_run_directory_cannot_be_a_file(tmp_path: Path):
         with pytest.raises(UserError, match="is a file, not a folder"), RunDir(path).lock():
             pass
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+# ---------------------------------------------------------------- damaged checkpoints fall back
+
+
+def flip_a_byte(path: Path, from_end: int = 8) -> None:
+    """Corrupt one byte near the end of a file: in the tensors' data, past any header."""
+    data = bytearray(path.read_bytes())
+    data[-from_end] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("damage", [truncate, flip_a_byte], ids=["truncated", "corrupted"])
+def test_damaged_weights_are_detected(tmp_path: Path, damage):
+    path = tmp_path / LAST
+    save_weights(path, tiny_model(0), 3)
+    read_weights(path)
+    damage(path)
+    with pytest.raises(UserError, match="damaged") as e:
+        load_weights(path, tiny_model(1))
+    assert str(path) in str(e.value)
+
+
+@pytest.mark.parametrize("name, damage", [(LAST, truncate), (LAST, flip_a_byte), (STATE, truncate),
+                                          (STATE, flip_a_byte)],
+                         ids=["weights-truncated", "weights-corrupted", "state-truncated", "state-corrupted"])
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous(tmp_path: Path, name: str, damage):
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    before = checkpoint(run, 5)
+    checkpoint(run, 6, best=False)
+    damage(run.file(name))
+    with pytest.warns(UserWarning, match="latest checkpoint is damaged.*previous one, at step 5"):
+        run.recover()
+    assert run.load_state()["step"] == 5 and weights_step(run.file(LAST)) == 5
+    assert same_weights(run.file(LAST), before)
+    assert pair_ok(run.file(LAST), run.file(STATE))
+
+
+def test_a_damaged_checkpoint_without_a_good_previous_one_is_refused(tmp_path: Path):
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    checkpoint(run, 5)
+    flip_a_byte(run.file(LAST))
+    run.recover()  # nothing to fall back to: the file is left as it is, for the reader to refuse
+    with pytest.raises(UserError, match="checksum does not match"):
+        load_weights(run.file(LAST), tiny_model(0))
+
+
+def test_a_damaged_best_is_replaced_by_the_latest_with_a_warning(hn_run: Path, tmp_path: Path):
+    run = shutil.copytree(hn_run, tmp_path / "run")
+    flip_a_byte(run / BEST)
+    with pytest.warns(UserWarning, match="model.safetensors is damaged; using the latest weights"):
+        loaded = Run.load(run)
+    assert all(torch.equal(loaded.model.state_dict()[k], v) for k, v in read_weights(run / LAST).items())
+
+
+def test_recovery_leaves_the_files_alone_while_another_process_trains(tmp_path: Path):
+    """`generate` during training must not undo the checkpoint the trainer is half-way through."""
+    trainer = RunDir(tmp_path / "run")
+    with trainer.lock():
+        checkpoint(trainer, 5)
+        save_state(trainer.file(STATE + ".tmp"), {"step": 6, "best_step": 5})  # weights 6 not renamed yet
+        RunDir(tmp_path / "run").recover()
+        assert trainer.file(STATE + ".tmp").exists()
+        trainer.recover()  # the trainer itself may
+        assert not trainer.file(STATE + ".tmp").exists()
+
+
+def test_metrics_follow_the_state_after_a_kill(tmp_path: Path):
+    """Killed after the checkpoint, before metrics.jsonl: recovery writes the rows the state holds."""
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    history = [{"step": 5, "valid_loss": 1.0}, {"step": 6, "valid_loss": 0.9}]
+    run.save_checkpoint(tiny_model(0), {"step": 6, "best_step": 6, "history": history}, is_best=True)
+    run.write_metrics(history[:1])
+    run.recover()
+    assert run.read_metrics() == history
+    assert run.file(METRICS).read_text().count("\n") == 2
+
+
+# ---------------------------------------------------------------- safe loading, wrapped models
+
+
+def test_a_pickle_in_place_of_the_weights_is_refused_unrun(hn_run: Path, tmp_path: Path):
+    marker = tmp_path / "marker"
+    run = shutil.copytree(hn_run, tmp_path / "run")
+    for name in (BEST, LAST):
+        torch.save({"evil": Payload(marker)}, run / name)
+    with pytest.raises(UserError, match="damaged or not a safetensors file"):
+        Run.load(run)
+    assert not marker.exists()
+
+
+def test_keys_with_wrapper_prefixes_from_another_tool_load(tmp_path: Path):
+    from safetensors.torch import save_file
+
+    model = tiny_model(0)
+    for prefix in ("_orig_mod.", "module.", "module._orig_mod."):
+        path = tmp_path / "other-tool.safetensors"
+        save_file({prefix + k: v for k, v in model.state_dict().items()}, str(path))  # no scratchlm header
+        assert same_weights(path, model)
+
+
+def test_weights_saved_from_a_compiled_model_load_into_a_plain_one(tmp_path: Path):
+    model = tiny_model(0)
+    compiled = torch.compile(model)  # the wrapper only: nothing is compiled until it is called
+    assert all(k.startswith("_orig_mod.") for k in compiled.state_dict())
+    save_weights(tmp_path / "w.safetensors", compiled, 1)
+    assert set(read_weights(tmp_path / "w.safetensors")) == set(model.state_dict())
+    assert same_weights(tmp_path / "w.safetensors", model)
+
+
+def test_weights_saved_from_a_ddp_model_load_into_a_plain_one(tmp_path: Path):
+    import torch.distributed as dist
+
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        model = tiny_model(0)
+        wrapped = nn.parallel.DistributedDataParallel(model)
+        assert all(k.startswith("module.") for k in wrapped.state_dict())
+        save_weights(tmp_path / "w.safetensors", wrapped, 1)
+    finally:
+        dist.destroy_process_group()
+    assert set(read_weights(tmp_path / "w.safetensors")) == set(model.state_dict())
+    assert same_weights(tmp_path / "w.safetensors", model)

@@ -1,8 +1,9 @@
 """The CLI end to end, in subprocesses as a user runs it, with SCRATCHLM_CACHE in a tmp folder.
 
 The error cases are table-driven and all held to the same contract: exit code 2, exactly one line on
-stderr starting with "scratchlm: error:", no traceback, nothing on stdout, and no file of an existing
-run directory changed.
+stderr starting with "scratchlm: error:", no traceback, nothing on stdout, and no input file or file of
+an existing run directory changed. Inputs that look hostile but are valid (latin-1, UTF-16, one 50 MB
+line) must train instead.
 """
 
 from __future__ import annotations
@@ -240,7 +241,70 @@ MORE_BAD_INPUTS = [
     ("eval-empty-data", ["eval", "{char_run}", "--data", "{folder}/empty.txt"], "the file is empty"),
     ("lr-find-unknown-model", ["lr-find", "--model", "gpt-17"], "unknown model 'gpt-17'"),
     ("unknown-verb", ["fly"], "invalid choice: 'fly'"),
+    # sizes: negative, zero, absurd
+    ("batch-size-zero", ["train", "--batch-size", "0", "--out", "{fresh}"], "--batch-size 0"),
+    ("bptt-absurd", ["train", "--bptt", "100000000", "--out", "{fresh}"], "between 1 and 1,000,000"),
+    ("vocab-size-too-small", ["train", "--tokenizer", "bpe", "--vocab-size", "3", "--out", "{fresh}"],
+     "--vocab-size 3 is out of range"),
+    ("min-freq-negative", ["train", "--min-freq", "-1", "--out", "{fresh}"], "--min-freq -1"),
+    ("time-not-a-duration", ["train", "--time", "soon", "--out", "{fresh}"], "not a duration"),
+    ("tokens-absurd", ["generate", "{word_run}", "--tokens", "100000000000"], "between 0 and 10,000,000"),
+    ("temperature-negative", ["generate", "{word_run}", "--temperature", "-1"], "--temperature -1.0"),
+    ("top-k-zero", ["generate", "{word_run}", "--temperature", "1", "--top-k", "0"], "--top-k 0"),
+    ("lr-find-too-few-steps", ["lr-find", "--steps", "2"], "at least 5 steps"),
+    # unknown values and options
+    ("unknown-option", ["train", "--frobnicate", "--out", "{fresh}"], "unrecognized arguments: --frobnicate"),
+    ("unknown-schedule", ["train", "--schedule", "zigzag", "--out", "{fresh}"], "unknown schedule 'zigzag'"),
+    ("unknown-on-nan", ["train", "--on-nan", "ignore", "--out", "{fresh}"], "--on-nan 'ignore'"),
+    ("encoding-for-the-built-in-corpus", ["train", "--encoding", "latin-1", "--out", "{fresh}"], "is built in"),
+    ("models-unknown-name", ["models", "gpt-17"], "unknown model 'gpt-17'"),
+    ("ladder-unknown-rung", ["ladder", "--models", "rnn,gpt-17", "--out", "{fresh}"], "unknown model 'gpt-17'"),
+    ("ladder-no-rung", ["ladder", "--models", ",", "--out", "{fresh}"], "--models names no model"),
+    # files that are not text, or not there
+    ("utf16-without-bom", ["train", "--data", "{folder}/utf16-nobom.txt", "--out", "{fresh}"], "pass --encoding"),
+    ("eval-binary-data", ["eval", "{word_run}", "--data", "{folder}/binary.dat"], "binary file"),
+    ("eval-folder-without-text", ["eval", "{char_run}", "--data", "{folder}/pictures"], "no non-empty text files"),
+    ("lr-find-empty-data", ["lr-find", "--data", "{folder}/empty.txt"], "the file is empty"),
+    ("ladder-binary-data", ["ladder", "--models", "rnn", "--data", "{folder}/binary.dat", "--out", "{fresh}"],
+     "binary file"),
+    # run directories that are damaged, of another task, or do not match
+    ("score-missing-run", ["score", "{folder}/no-run", "one"], "no such run directory"),
+    ("score-no-text", ["score", "{word_run}"], "required: TEXT"),
+    ("eval-not-a-run", ["eval", "{folder}/pictures"], "not a scratchlm run directory"),
+    ("truncated-weights", ["generate", "{damaged_run}", "--prompt", "one ."], "damaged or not a safetensors file"),
+    ("damaged-config", ["score", "{damaged_config_run}", "one ."], "damaged (not JSON)"),
+    ("damaged-tokenizer", ["generate", "{damaged_tokenizer_run}"], "tokenizer.json: damaged (not JSON)"),
+    ("run-of-another-task", ["generate", "{other_task_run}"], "is a classifier run; this verb needs a lm run"),
+    ("resume-run-of-another-task", ["train", "--resume", "--out", "{other_task_run}"], "is a classifier run"),
+    ("resume-other-tokenizer", ["train", "--resume", "--out", "{word_run}", "--tokenizer", "char"],
+     "the run's tokenizer kind is 'word', not 'char'"),
+    ("resume-other-vocab-size", ["train", "--resume", "--out", "{word_run}", "--vocab-size", "100"],
+     "the run's tokenizer vocab_size is None, not 100"),
+    ("resume-other-seed", ["train", "--resume", "--out", "{word_run}", "--seed", "7"], "seed cannot change"),
 ]
+
+
+def damage_weights(run: Path) -> None:
+    for name in (BEST, LAST):
+        (run / name).write_bytes((run / name).read_bytes()[:1000])  # cut short, as a full disk leaves it
+
+
+def damage_config(run: Path) -> None:
+    (run / CONFIG).write_text((run / CONFIG).read_text()[:100])
+
+
+def damage_tokenizer(run: Path) -> None:
+    (run / TOKENIZER).write_text((run / TOKENIZER).read_text()[:50])
+
+
+def make_other_task(run: Path) -> None:
+    config = json.loads((run / CONFIG).read_text())
+    (run / CONFIG).write_text(json.dumps({**config, "task": "classifier"}))
+
+
+# Placeholders for copies of the word run changed in one way each, made only for the cases naming them.
+SPECIAL_RUNS = {"damaged_run": damage_weights, "damaged_config_run": damage_config,
+                "damaged_tokenizer_run": damage_tokenizer, "other_task_run": make_other_task}
 
 
 def run_main(*args: str, cwd: Path) -> Result:
@@ -268,12 +332,18 @@ def bad_inputs(tmp_path_factory: pytest.TempPathFactory, hn_run: Path, char_run:
     (folder / "text.txt").write_text("some text\n" * 10)
     (folder / "pictures").mkdir()
     (folder / "pictures" / "cat.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (folder / "utf16-nobom.txt").write_bytes("some text\n".encode("utf-16-le") * 10)
+    inputs = tree_hashes(folder)
 
     def one(case: tuple[str, list[str], str], runner) -> tuple[str, Outcome]:
         name, template, _ = case
         here = folder / name
         runs = {"word_run": shutil.copytree(hn_run, here / "word-run"),
                 "char_run": shutil.copytree(char_run, here / "char-run")}
+        for key, change in SPECIAL_RUNS.items():
+            if any(f"{{{key}}}" in arg for arg in template):
+                runs[key] = shutil.copytree(hn_run, here / key)
+                change(runs[key])
         args = [arg.format(folder=folder, fresh=here / "fresh", **runs) for arg in template]
         before = {key: tree_hashes(path) for key, path in runs.items()}
         result = runner(*args, cwd=here)
@@ -283,7 +353,10 @@ def bad_inputs(tmp_path_factory: pytest.TempPathFactory, hn_run: Path, char_run:
     with ThreadPoolExecutor(max_workers=4) as pool:
         outcomes = pool.map(lambda case: one(case, run_cli), BAD_INPUTS)
         in_process = [one(case, run_main) for case in MORE_BAD_INPUTS]  # meanwhile, here
-        return dict([*outcomes, *in_process])
+        outcomes = dict([*outcomes, *in_process])
+    after = {name: digest for name, digest in tree_hashes(folder).items() if name in inputs}
+    assert after == inputs, "a bad input changed an input file"
+    return outcomes
 
 
 @pytest.mark.parametrize("name, fragment", [(name, fragment) for name, _, fragment in BAD_INPUTS + MORE_BAD_INPUTS],
@@ -300,3 +373,68 @@ def test_bad_input(bad_inputs: dict[str, Outcome], name: str, fragment: str):
     assert result.stdout == ""
     assert outcome.after == outcome.before  # no file of an existing run changed, none added
     assert not (outcome.fresh / CONFIG).exists()
+
+
+# ---------------------------------------------------------------- inputs that look hostile but are valid
+
+# As in data/test_read.py: long and natural enough for detection to tell latin-1 from its cousins.
+WESTERN = ("Il était une fois, dans un château très éloigné, une princesse qui s'appelait Hélène. "
+           "Elle aimait beaucoup les fêtes, les gâteaux et les chansons de Noël. "
+           "Un jour, un garçon arriva à la cour du roi.\n") * 3
+
+
+def write_latin1(path: Path) -> str:
+    path.write_bytes(WESTERN.encode("latin-1"))
+    return WESTERN
+
+
+def write_utf16(path: Path) -> str:
+    path.write_bytes(WESTERN.encode("utf-16"))  # with its byte-order mark
+    return WESTERN
+
+
+def write_one_50mb_line(path: Path) -> str:
+    """50 MB without a line break: read in pieces, never held whole."""
+    words = b"one two three four five six seven eight nine ten "
+    with open(path, "wb") as f:
+        for _ in range(50 * 2**20 // (len(words) * 1000) + 1):
+            f.write(words * 1000)
+    return ""
+
+
+@pytest.mark.parametrize("write, options", [
+    (write_latin1, ["--tokenizer", "char", "--bptt", "8", "--batch-size", "4"]),
+    (write_utf16, ["--tokenizer", "char", "--bptt", "8", "--batch-size", "4"]),
+    (write_one_50mb_line, ["--tokenizer", "word", "--valid-fraction", "0.0001", "--time", "1s"]),
+], ids=["latin-1", "utf-16", "50mb-one-line"])
+def test_other_encodings_and_one_huge_line_train(tmp_path: Path, write, options: list[str]):
+    """Decoded by detection (no --encoding given), and trained on; the text the model saw is the text."""
+    data = tmp_path / "data.txt"
+    text = write(data)
+    before = hashlib.sha256(data.read_bytes()).hexdigest()
+    result = run_main("train", "--data", str(data), "--epochs", "1", "--model", "rnn", "--out", str(tmp_path / "run"),
+                      "--quiet", *options, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert hashlib.sha256(data.read_bytes()).hexdigest() == before
+    run = Run.load(tmp_path / "run")
+    if text:
+        assert run.config["data"]["encodings"] != ["utf-8"]
+        assert not run.tokenizer.unknown_pieces(text)  # every character was read as itself: "é", not "Ã©"
+        assert "é" in run.tokenizer.itos
+    else:
+        assert set(run.tokenizer.itos[5:]) == {"one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+                                               "ten"}
+        assert run.config["data"]["train_tokens"] > 10_000_000
+
+
+def test_a_damaged_best_checkpoint_is_one_warning_line(hn_run: Path, tmp_path: Path):
+    """generate still works from the latest weights, and says so in one line on stderr."""
+    run = shutil.copytree(hn_run, tmp_path / "run")
+    data = bytearray((run / BEST).read_bytes())
+    data[-4] ^= 0xFF  # one byte of the last weight flipped: the header is whole, the checksum is not
+    (run / BEST).write_bytes(bytes(data))
+    result = run_main("generate", str(run), "--prompt", "one .", "--tokens", "3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [f"scratchlm: warning: {run / BEST} is damaged; using the latest weights, "
+                                          f"{LAST}, instead"]
+    assert len(result.stdout.split()) == 2 + 3

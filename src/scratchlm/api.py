@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import platform
 from dataclasses import asdict
@@ -22,7 +21,8 @@ from scratchlm.checkpoint import LAST, STATE, TOKENIZER, RunDir, atomic_write_js
 from scratchlm.data.batches import Batches, lm_batches
 from scratchlm.data.human_numbers import NAME as HUMAN_NUMBERS
 from scratchlm.data.pipeline import DataConfig, LMData, load_lm_data
-from scratchlm.data.tokenize import TokenizerSpec, tokenizer_from_json
+from scratchlm.data.tokenize import TokenizerSpec, tokenizer_from_file
+from scratchlm.distributed import World
 from scratchlm.errors import UserError
 from scratchlm.models.base import detach_state
 from scratchlm.models.registry import ModelSpec, get_spec
@@ -32,18 +32,22 @@ from scratchlm.speed import autocast, resolve_device, resolve_precision, tune_cp
 from scratchlm.trainer import TrainConfig, Trainer, seed_everything
 
 # What --resume may change, and only when given explicitly; anything else must match the run.
-RESUMABLE_CHANGES = {"epochs", "time", "lr", "patience", "eval_every", "device", "precision"}
+RESUMABLE_CHANGES = {"epochs", "time", "lr", "patience", "eval_every", "device", "precision", "compile",
+                     "grad_clip", "on_nan"}
 
 
 def train(data: str | None = None, model: str | None = None, out: str | Path | None = None, *,
           tokenizer: str | None = None, vocab_size: int | None = None, min_freq: int | None = None,
           encoding: str | None = None, valid_data: str | None = None, valid_fraction: float | None = None,
           settings: dict[str, Any] | None = None, resume: bool = False, progress: bool = False,
-          cache_dir: str | Path | None = None, on_evaluation=None, **options: Any) -> Run:
+          cache_dir: str | Path | None = None, on_evaluation=None, **options: Any) -> Run | None:
     """Train `model` on `data` into the run directory `out`, or continue it with `resume=True`.
 
     `options` are TrainConfig fields (epochs, time, lr, batch_size, bptt, seed, ...); unset ones take
     the model's registry defaults, then TrainConfig's. Returns the loaded Run (best weights).
+
+    Started by torchrun, each process trains on its rows of every batch (see scratchlm.distributed);
+    rank 0 writes the run directory and returns the Run, the other processes return None.
     """
     if unknown := sorted(set(options) - TrainConfig.field_names()):
         raise UserError(f"unknown training option(s): {', '.join(unknown)}")
@@ -59,13 +63,16 @@ def train(data: str | None = None, model: str | None = None, out: str | Path | N
             raise UserError(f"{out} already holds a run; continue it with --resume or choose another --out")
         plan = plan_new(data_args, tok_args, model or "rnn", settings, options)
     spec, data_cfg, train_cfg, model_settings = plan
+    world = World.from_env()
+    world.check_batch(train_cfg.batch_size, resume)
+    device = world.place(resolve_device(train_cfg.device))
     created = not run_dir.path.exists()
     try:
-        with run_dir.lock():
+        with run_dir.lock() if world.is_main else contextlib.nullcontext(), world.joined(device) as world:
             return fit_run(run_dir, spec, data_cfg, train_cfg, model_settings, resume, progress, cache_dir,
-                           on_evaluation)
+                           on_evaluation, world)
     except UserError:
-        if created and not run_dir.exists:  # refused before it began: leave no empty folder behind
+        if world.is_main and created and not run_dir.exists:  # refused before it began: leave no empty folder
             with contextlib.suppress(OSError):
                 run_dir.file(".lock").unlink(missing_ok=True)
                 run_dir.path.rmdir()
@@ -117,12 +124,13 @@ def plan_resume(run_dir: RunDir, data_args: dict, tok_args: dict, model: str | N
 
 
 def fit_run(run_dir: RunDir, spec: ModelSpec, data_cfg: DataConfig, train_cfg: TrainConfig, settings: dict,
-            resume: bool, progress: bool, cache_dir, on_evaluation) -> Run:
+            resume: bool, progress: bool, cache_dir, on_evaluation, world: World) -> Run | None:
     seed_everything(train_cfg.seed)
     saved_tokenizer = None
     if resume and run_dir.file(TOKENIZER).exists():
-        saved_tokenizer = tokenizer_from_json(json.loads(run_dir.file(TOKENIZER).read_text()))
-    data = load_lm_data(data_cfg, cache_dir, tokenizer=saved_tokenizer, align=train_cfg.bptt)
+        saved_tokenizer = tokenizer_from_file(run_dir.file(TOKENIZER))
+    with world.local_main_first():  # one process per machine fills the token cache, the others read it
+        data = load_lm_data(data_cfg, cache_dir, tokenizer=saved_tokenizer, align=train_cfg.bptt)
     if resume:
         expected = run_dir.read_config()["data"]["content_hash"]
         if data.corpus.content_hash != expected:
@@ -134,34 +142,50 @@ def fit_run(run_dir: RunDir, spec: ModelSpec, data_cfg: DataConfig, train_cfg: T
         raise UserError(f"--random-bptt varies the window of a stateful model; {spec.name} does not carry its state")
     if model.window is not None and train_cfg.bptt != model.window:
         raise UserError(f"{spec.name} reads exactly {model.window} tokens; drop --bptt or set it to {model.window}")
-    device = resolve_device(train_cfg.device)
+    device = world.device
     n_parameters = sum(p.numel() for p in model.parameters())
     precision = resolve_precision(train_cfg.precision, device, n_parameters)
     tune_cpu_threads(device, n_parameters)
     model.to(device)
-    train_stream, valid_stream = make_streams(data, train_cfg, model.carries_state)
-    if not resume or not run_dir.exists:
-        run_dir.write_config(run_config(spec, model_cfg, data_cfg, data, train_cfg))
-        atomic_write_json(run_dir.file(TOKENIZER), data.tokenizer.to_json())
-    else:
-        config = run_dir.read_config()
-        config["train"] = asdict(train_cfg)
-        run_dir.write_config({k: v for k, v in config.items() if k != "format"})
-    trainer = Trainer(model, train_stream, valid_stream, train_cfg, run_dir, device, precision, progress,
-                      on_evaluation)
-    run_dir.recover()
+    train_stream, valid_stream = make_streams(data, train_cfg, model.carries_state, world)
+    if world.is_main:  # the run directory is rank 0's; the others read it once it is ready
+        if not resume or not run_dir.exists:
+            # The tokenizer first: config.json marks a run as begun, so a kill between the two leaves none.
+            atomic_write_json(run_dir.file(TOKENIZER), data.tokenizer.to_json())
+            run_dir.write_config(run_config(spec, model_cfg, data_cfg, data, train_cfg))
+        else:
+            config = run_dir.read_config()
+            config["train"] = asdict(train_cfg)
+            run_dir.write_config({k: v for k, v in config.items() if k != "format"})
+        run_dir.recover()
+    world.barrier()
+    trainer = Trainer(model, train_stream, valid_stream, train_cfg, run_dir, device, precision,
+                      progress and world.is_main, on_evaluation, world)
     if resume and run_dir.file(STATE).exists():
         load_weights(run_dir.file(LAST), model)
         trainer.restore(run_dir.load_state())
     history = trainer.fit()
+    if not world.is_main:
+        return None
     if history:
         plot_losses(history, run_dir.file("loss.png"), f"{spec.name} on {Path(data_cfg.path).name}")
     return Run.load(run_dir.path, device=train_cfg.device)
 
 
-def make_streams(data: LMData, cfg: TrainConfig, carries_state: bool) -> tuple[Batches, Batches]:
-    return (lm_batches(data.train_ids, cfg.batch_size, cfg.bptt, carries_state),
-            lm_batches(data.valid_ids, cfg.batch_size, cfg.bptt, carries_state, shrink=True))
+def parameter_count(spec: ModelSpec, model_cfg: Any) -> int:
+    """Built aside on the meta device: no memory, and no draw from the random generator, which would
+    leave a run started afresh and one resumed before its first checkpoint on different random streams."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in spec.build(model_cfg).parameters())
+
+
+def make_streams(data: LMData, cfg: TrainConfig, carries_state: bool,
+                 world: World | None = None) -> tuple[Batches, Batches]:
+    """This process' rows of the training and validation streams (all of them for a single process)."""
+    world = world or World()
+    return (lm_batches(data.train_ids, cfg.batch_size, cfg.bptt, carries_state).shard(world.rank, world.size),
+            lm_batches(data.valid_ids, cfg.batch_size, cfg.bptt, carries_state, shrink=True)
+            .shard(world.rank, world.size, even=False))
 
 
 def run_config(spec: ModelSpec, model_cfg: Any, data_cfg: DataConfig, data: LMData, train_cfg: TrainConfig) -> dict:
@@ -170,7 +194,7 @@ def run_config(spec: ModelSpec, model_cfg: Any, data_cfg: DataConfig, data: LMDa
     return {
         "task": spec.task,
         "model": {"name": spec.name, "config": asdict(model_cfg),
-                  "parameters": sum(p.numel() for p in spec.build(model_cfg).parameters())},
+                  "parameters": parameter_count(spec, model_cfg)},
         "data": {"config": asdict(data_cfg), "content_hash": data.corpus.content_hash,
                  "encodings": sorted({s.encoding for s in data.corpus.sources}),
                  "documents": len(data.corpus.sources), "train_tokens": len(data.train_ids),
@@ -192,6 +216,7 @@ def lr_find(data: str | None = None, model: str | None = None, *, plot: str | Pa
     """
     if unknown := sorted(set(options) - TrainConfig.field_names()):
         raise UserError(f"unknown training option(s): {', '.join(unknown)}")
+    World.from_env().refuse("lr-find")
     if not 0 < start_lr < end_lr or steps < 5:
         raise UserError("lr-find needs 0 < --start-lr < --end-lr and at least 5 steps")
     options = {k: v for k, v in options.items() if v is not None}

@@ -6,6 +6,8 @@
               last.safetensors   the latest weights: where training resumes
               state.pt           optimizer, schedule position, RNG states, data position, carried hidden
                                  state, metric history: read with torch.load(weights_only=True)
+              previous.safetensors, previous-state.pt
+                                 the checkpoint before the latest: the fallback if the latest is damaged
               metrics.jsonl      one JSON object per evaluation
               loss.png           the loss curves
 
@@ -15,14 +17,21 @@ old one, so a reader only ever sees a whole old file or a whole new one. A check
 under `state.pt.tmp`, the weights renamed into place, then the state: on the next start, a complete
 `state.pt.tmp` whose step matches the weights finishes its rename (roll forward), anything else is
 thrown away and the previous pair, still consistent, is used.
+
+Each weights file carries in its header the step, a sha256 of its tensors and the sha256 of the state
+file it pairs with, so a truncated or corrupted file is found when it is read, not trusted. The pair
+before the latest is kept (hard links, no copy) as previous.safetensors and previous-state.pt: when
+the latest pair is damaged, recovery falls back to it with a warning.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import io
 import json
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +39,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from scratchlm.errors import UserError
@@ -38,6 +47,8 @@ from scratchlm.errors import UserError
 FORMAT = "scratchlm-run/1"
 CONFIG, TOKENIZER, BEST, LAST, STATE, METRICS = (
     "config.json", "tokenizer.json", "model.safetensors", "last.safetensors", "state.pt", "metrics.jsonl")
+PREV_LAST, PREV_STATE, LOCK = "previous.safetensors", "previous-state.pt", ".lock"  # the checkpoint before the latest
+WRAPPER_PREFIXES = ("_orig_mod.", "module.")  # torch.compile, DistributedDataParallel
 
 
 def fsync_dir(folder: Path) -> None:
@@ -49,13 +60,20 @@ def fsync_dir(folder: Path) -> None:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that a crash leaves either the old file or the new one, never a mix."""
+    """Write `data` to `path` so that a crash leaves either the old file or the new one, never a mix.
+
+    A write that fails (a full disk) removes its temporary file: only a kill can leave one behind.
+    """
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     fsync_dir(path.parent)
 
 
@@ -75,53 +93,180 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-def save_weights(path: Path, model: nn.Module, step: int) -> None:
-    """Weights as safetensors (tied weights stored once), with the step in the header; atomic."""
+def plain_key(key: str) -> str:
+    """A weight's name without the wrappers' prefixes, for files written from a wrapped model by another tool."""
+    while key.startswith(WRAPPER_PREFIXES):
+        key = key.split(".", 1)[1]
+    return key
+
+
+def digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes, in name order.
+
+    safetensors checks that its header covers the file (so a truncated file fails to open) but not the
+    bytes themselves; this checksum, kept in the header, catches a flipped or zeroed block too."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def distinct_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict with tied weights (one tensor under two names) stored once, under its first name."""
+    kept: dict[str, torch.Tensor] = {}
+    seen: set[tuple] = set()
+    for name, t in model.state_dict().items():
+        identity = (t.device, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride())
+        if t.numel() and identity in seen:
+            continue
+        seen.add(identity)
+        kept[name] = t.detach().cpu().contiguous()
+    return kept
+
+
+def save_weights(path: Path, model: nn.Module, step: int, state_sha256: str | None = None) -> None:
+    """Weights as safetensors (tied weights stored once), with the step, a checksum and the digest of the
+    state they pair with in the header; atomic."""
+    tensors = distinct_tensors(unwrap(model))
+    metadata = {"step": str(step), "format": FORMAT, "sha256": digest(tensors)}
+    if state_sha256:
+        metadata["state_sha256"] = state_sha256
     tmp = path.with_name(f".{path.name}.tmp")
-    save_model(unwrap(model), str(tmp), metadata={"step": str(step), "format": FORMAT})
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     fsync_dir(path.parent)
 
 
-def weights_step(path: Path) -> int | None:
-    """The step stored in a weights file's header, or None if the file is missing or damaged."""
+def weights_metadata(path: Path) -> dict[str, str] | None:
+    """A weights file's header metadata, or None if the file is missing or its header damaged."""
     try:
         with safe_open(str(path), framework="pt") as f:
-            return int((f.metadata() or {}).get("step", -1))
+            return f.metadata() or {}
     except (OSError, SafetensorError, ValueError):
         return None
 
 
-def load_weights(path: Path, model: nn.Module) -> None:
+def weights_step(path: Path) -> int | None:
+    """The step stored in a weights file's header, or None if the file is missing or damaged."""
+    metadata = weights_metadata(path)
     try:
-        missing, unexpected = load_model(unwrap(model), str(path), strict=False)
+        return None if metadata is None else int(metadata.get("step", -1))
+    except ValueError:
+        return None
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, checked against the checksum in its header when it has one
+    (a file written by another tool has none); a UserError if damaged."""
+    damaged = f"{path}: cannot read the weights ({{}}); the file is damaged or not a safetensors file"
+    try:
+        tensors = load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            expected = (f.metadata() or {}).get("sha256")
     except (OSError, SafetensorError) as e:
-        raise UserError(f"{path}: cannot read the weights ({e}); the file is damaged or not a safetensors file") from None
+        raise UserError(damaged.format(str(e).splitlines()[0] if str(e) else type(e).__name__)) from None
+    if expected is not None and digest(tensors) != expected:
+        raise UserError(damaged.format("its checksum does not match"))
+    return tensors
+
+
+def weights_ok(path: Path) -> bool:
+    try:
+        read_weights(path)
+    except UserError:
+        return False
+    return True
+
+
+def load_weights(path: Path, model: nn.Module) -> None:
+    """Load a safetensors file into a plain model: the only way weights are read (no pickle, no code).
+
+    Keys saved from a compiled or DDP-wrapped model by another tool lose their prefixes; a tied weight
+    stored once fills every name it has in the model."""
+    model = unwrap(model)
+    tensors = {plain_key(k): v for k, v in read_weights(path).items()}
+    try:
+        missing, unexpected = model.load_state_dict(tensors, strict=False)
     except RuntimeError as e:  # shapes differ from the config
-        raise UserError(f"{path}: the weights do not fit the model in config.json ({str(e).splitlines()[0]})") from None
+        lines = [line.strip() for line in str(e).splitlines() if "size mismatch" in line] or str(e).splitlines()
+        raise UserError(f"{path}: the weights do not fit the model in config.json ({lines[0]})") from None
+    missing = [k for k in missing if not tied_to_loaded(model, k, tensors)]
     if missing or unexpected:
         raise UserError(f"{path}: the weights do not fit the model (missing {sorted(missing)[:3]}, "
                         f"unexpected {sorted(unexpected)[:3]})")
 
 
-def save_state(path: Path, state: dict) -> None:
-    """Everything but the weights (torch tensors and plain Python values only); fsync'd, not yet renamed."""
+def tied_to_loaded(model: nn.Module, name: str, loaded: dict[str, torch.Tensor]) -> bool:
+    """Is `name` the same tensor as one of the loaded names (a tied weight, stored once)?"""
+    state = model.state_dict(keep_vars=True)
+    target = state[name]
+    return any(other in loaded and state[other] is target for other in state if other != name)
+
+
+def save_state(path: Path, state: dict) -> str:
+    """Everything but the weights (torch tensors and plain Python values only); fsync'd, not yet renamed.
+    Returns the sha256 of the bytes, which the weights written next keep in their header."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
+    data = buffer.getvalue()
     with open(path, "wb") as f:
-        f.write(buffer.getvalue())
+        f.write(data)
         f.flush()
         os.fsync(f.fileno())
+    return hashlib.sha256(data).hexdigest()
 
 
 def load_state(path: Path) -> dict:
     """torch.load with weights_only=True: a state file can hold tensors and plain values, never code."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a damaged file or one carrying arbitrary objects: refuse, never run it
         raise UserError(f"{path}: cannot be loaded safely ({type(e).__name__}); it is damaged or not a scratchlm state") from None
+    if not isinstance(state, dict) or "step" not in state:
+        raise UserError(f"{path}: not a scratchlm state (no training step in it)")
+    return state
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
+def pair_ok(weights: Path, state: Path, check_weights: bool = True) -> bool:
+    """Do these weights and this state form one checkpoint: the same step, the state's bytes those the
+    weights' header names (when it names them), and each file whole?"""
+    metadata = weights_metadata(weights)
+    if metadata is None or not state.exists():
+        return False
+    if "state_sha256" in metadata and file_sha256(state) != metadata["state_sha256"]:
+        return False
+    try:
+        same_step = load_state(state).get("step") == weights_step(weights)
+    except UserError:
+        return False
+    return same_step and (not check_weights or weights_ok(weights))
+
+
+def link_into_place(source: Path, target: Path) -> None:
+    """`target` becomes `source`'s bytes: a hard link (no copy), renamed into place."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:  # a file system without hard links
+        tmp.write_bytes(source.read_bytes())
+    os.replace(tmp, target)
 
 
 class RunDir:
@@ -129,6 +274,7 @@ class RunDir:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.locked = False  # this object holds the training lock
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -161,51 +307,95 @@ class RunDir:
             self.path.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):  # the path, or a folder on it, is a file
             raise UserError(f"{self.path}: is a file, not a folder; give --out a folder for the run") from None
-        with open(self.file(".lock"), "w") as f:
+        with open(self.file(LOCK), "w") as f:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise UserError(f"{self.path}: another scratchlm process is training into this run; "
                                 "wait for it or use another --out") from None
-            yield
+            self.locked = True
+            try:
+                yield
+            finally:
+                self.locked = False
 
     def save_checkpoint(self, model: nn.Module, state: dict, is_best: bool) -> None:
         """Weights and state as one consistent pair (see the module docstring for the order)."""
         pending = self.file(STATE + ".tmp")
-        save_state(pending, state)
-        save_weights(self.file(LAST), model, state["step"])
+        state_sha256 = save_state(pending, state)
+        if self.file(LAST).exists() and self.file(STATE).exists():  # the pair now in place becomes the previous
+            link_into_place(self.file(LAST), self.file(PREV_LAST))
+            link_into_place(self.file(STATE), self.file(PREV_STATE))
+        save_weights(self.file(LAST), model, state["step"], state_sha256)
         os.replace(pending, self.file(STATE))
         fsync_dir(self.path)
         if is_best:
             self.promote_best()
 
     def promote_best(self) -> None:
-        """model.safetensors becomes the latest weights: a hard link (no copy), renamed into place."""
-        tmp = self.file(f".{BEST}.tmp")
-        tmp.unlink(missing_ok=True)
-        try:
-            os.link(self.file(LAST), tmp)
-        except OSError:  # a file system without hard links
-            tmp.write_bytes(self.file(LAST).read_bytes())
-        os.replace(tmp, self.file(BEST))
+        """model.safetensors becomes the latest weights."""
+        link_into_place(self.file(LAST), self.file(BEST))
         fsync_dir(self.path)
 
+    @contextmanager
+    def held_or_free(self) -> Iterator[bool]:
+        """True inside when no other process is training here (so files may be repaired), else False.
+
+        A reader (`generate` while a run trains) must never finish or undo a checkpoint the trainer is
+        in the middle of writing."""
+        if self.locked or not self.file(LOCK).exists():
+            yield True
+            return
+        with open(self.file(LOCK)) as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+
     def recover(self) -> None:
-        """Finish or undo a checkpoint that a kill interrupted (see the module docstring)."""
+        """Finish or undo a checkpoint that a kill interrupted (see the module docstring); fall back to
+        the previous checkpoint, with a warning, when the latest is damaged. Nothing is touched while
+        another process trains here."""
+        with self.held_or_free() as free:
+            if free:
+                self.roll_forward_or_back()
+                has_checkpoint = self.file(STATE).exists() or self.file(LAST).exists()
+                if has_checkpoint and self.check_latest():  # never repair from a damaged checkpoint
+                    self.repair_best_and_metrics()
+
+    def roll_forward_or_back(self) -> None:
         pending = self.file(STATE + ".tmp")
         if pending.exists():
-            try:
-                state = load_state(pending)
-            except UserError:
-                state = None
-            if state is not None and state.get("step") == weights_step(self.file(LAST)):
+            if pair_ok(self.file(LAST), pending, check_weights=False):
                 os.replace(pending, self.file(STATE))
+                fsync_dir(self.path)
             else:
                 pending.unlink()
-        if self.file(STATE).exists():
-            state = load_state(self.file(STATE))
-            if state.get("best_step") == state.get("step") and weights_step(self.file(BEST)) != state["step"]:
-                self.promote_best()
+
+    def check_latest(self) -> bool:
+        """The latest pair must be whole; if it is not, the previous one takes its place. Is it whole now?"""
+        if pair_ok(self.file(LAST), self.file(STATE)):
+            return True
+        if not pair_ok(self.file(PREV_LAST), self.file(PREV_STATE)):
+            return False  # nothing to fall back to: reading the latest will name the damaged file
+        step = weights_step(self.file(PREV_LAST))
+        warnings.warn(f"{self.path}: the latest checkpoint is damaged (truncated or corrupted); "
+                      f"falling back to the previous one, at step {step}", stacklevel=2)
+        link_into_place(self.file(PREV_STATE), self.file(STATE))
+        link_into_place(self.file(PREV_LAST), self.file(LAST))
+        fsync_dir(self.path)
+        return True
+
+    def repair_best_and_metrics(self) -> None:
+        """A kill after the weights but before model.safetensors or metrics.jsonl: both follow the state."""
+        state = load_state(self.file(STATE))
+        if state.get("best_step") == state.get("step") and weights_step(self.file(BEST)) != state["step"]:
+            self.promote_best()
+        history = state.get("history")
+        if isinstance(history, list) and self.read_metrics() != history:
+            self.write_metrics(history)
 
     def load_state(self) -> dict:
         return load_state(self.file(STATE))

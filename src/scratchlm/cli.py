@@ -10,6 +10,7 @@ import argparse
 import json
 import re
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 
 from scratchlm.errors import Interrupted, UserError
@@ -65,6 +66,9 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, help="random seed (default 0)")
     g.add_argument("--device", help="auto (default), cpu or cuda")
     g.add_argument("--precision", help="auto (default), fp32 or bf16")
+    g.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile the model (faster steps on a GPU after a slow first one)")
+    g.add_argument("--on-nan", help="on a NaN/inf loss: stop (default; the last good checkpoint is kept) or skip the batch")
     g.add_argument("--cache-dir", help="where token ids are cached (default ~/.cache/scratchlm)")
 
 
@@ -72,7 +76,8 @@ def train_options(args: argparse.Namespace) -> dict:
     return {"epochs": args.epochs, "time": args.time, "lr": args.lr, "schedule": args.schedule,
             "warmup": args.warmup, "weight_decay": args.weight_decay, "batch_size": args.batch_size,
             "bptt": args.bptt, "random_bptt": args.random_bptt, "grad_clip": args.grad_clip, "seed": args.seed,
-            "device": args.device, "precision": args.precision}
+            "device": args.device, "precision": args.precision, "on_nan": args.on_nan,
+            "compile": args.compile}
 
 
 def model_settings(args: argparse.Namespace) -> dict | None:
@@ -91,6 +96,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 valid_fraction=args.valid_fraction, settings=model_settings(args), resume=args.resume,
                 progress=not args.quiet, cache_dir=args.cache_dir, patience=args.patience,
                 eval_every=args.eval_every, **train_options(args))
+    if run is None:  # a process other than rank 0 of a torchrun launch: rank 0 reports
+        return 0
     print(metrics_table(run.metrics))
     last, best = run.metrics[-1], min(run.metrics, key=lambda row: row["valid_loss"])
     print(f"\n{run.spec.name}: final accuracy {last['valid_accuracy']:.4f}, perplexity {last['valid_perplexity']:.3f}; "
@@ -273,7 +280,18 @@ def build_parser() -> Parser:
     return parser
 
 
+def show_warning(message, *_) -> None:
+    """A warning (a damaged checkpoint replaced by the previous one) as one line, as errors are."""
+    print(f"scratchlm: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    with warnings.catch_warnings():
+        warnings.showwarning = show_warning
+        return run_verb(argv)
+
+
+def run_verb(argv: Sequence[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if not getattr(args, "handler", None):

@@ -20,6 +20,7 @@ from typing import Any
 
 from scratchlm.api import train
 from scratchlm.checkpoint import RunDir, atomic_write, atomic_write_json
+from scratchlm.distributed import World
 from scratchlm.errors import UserError
 from scratchlm.models.registry import REGISTRY, get_spec
 from scratchlm.plots import plot_curves
@@ -31,6 +32,8 @@ def lm_rungs(names: list[str] | None = None) -> list[str]:
     """The language models of the registry, in ladder order, or the chosen ones (checked)."""
     if names is None:
         return [name for name, spec in REGISTRY.items() if spec.task == "lm"]
+    if not names:
+        raise UserError("--models names no model; give comma-separated rungs, e.g. rnn,lstm")
     for name in names:
         if get_spec(name).task != "lm":
             raise UserError(f"{name} is not a language model; the ladder races language models")
@@ -40,6 +43,7 @@ def lm_rungs(names: list[str] | None = None) -> list[str]:
 def ladder(data: str | None = None, models: list[str] | None = None, out: str | Path = "runs/ladder",
            progress: bool = False, on_rung=None, **options: Any) -> list[dict]:
     """Train each rung into out/RUNG (continuing it if it is already there) and tabulate the results."""
+    World.from_env().refuse("ladder")
     out = Path(out)
     rows, curves = [], {}
     for name in lm_rungs(models):

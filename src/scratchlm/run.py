@@ -9,24 +9,24 @@
 
 from __future__ import annotations
 
-import json
 import math
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from scratchlm.checkpoint import BEST, LAST, TOKENIZER, RunDir, load_weights
+from scratchlm.checkpoint import BEST, LAST, TOKENIZER, RunDir, load_weights, weights_ok
 from scratchlm.data.batches import lm_batches
 from scratchlm.data.cache import tokenize_corpus
 from scratchlm.data.pipeline import DataConfig, load_lm_data
 from scratchlm.data.read import open_corpus
-from scratchlm.data.tokenize import DOC, Tokenizer, tokenizer_from_json
+from scratchlm.data.tokenize import DOC, Tokenizer, tokenizer_from_file
 from scratchlm.errors import UserError
 from scratchlm.generate import find_stop, generate_ids, stop_prefix_length, token_logprobs
 from scratchlm.models.registry import ModelSpec, get_spec
-from scratchlm.speed import resolve_device
+from scratchlm.speed import resolve_device, tune_cpu_threads
 from scratchlm.trainer import TrainConfig, evaluate
 
 
@@ -50,14 +50,11 @@ class Run:
         if task is not None and config.get("task") != task:
             raise UserError(f"{path} is a {config.get('task')} run; this verb needs a {task} run")
         spec = get_spec(config["model"]["name"])
-        tokenizer = tokenizer_from_json(json.loads(run_dir.file(TOKENIZER).read_text()))
+        tokenizer = tokenizer_from_file(run_dir.file(TOKENIZER))
         model = spec.build(spec.make_config(tokenizer.vocab_size, config["model"]["config"]))
-        weights = run_dir.file(BEST) if run_dir.file(BEST).exists() else run_dir.file(LAST)
-        if not weights.exists():
-            raise UserError(f"{path}: has no weights yet (training stopped before its first evaluation); "
-                            "continue it with `scratchlm train --resume`")
-        load_weights(weights, model)
+        load_best_weights(run_dir, model)
         device_ = resolve_device(device)
+        tune_cpu_threads(device_, sum(p.numel() for p in model.parameters()))  # as in training
         return cls(Path(path), config, spec, tokenizer, model.to(device_).eval(), device_)
 
     @property
@@ -148,6 +145,24 @@ class Run:
         stream = lm_batches(ids, train_cfg.batch_size, train_cfg.bptt, self.model.carries_state, shrink=True)
         result = evaluate(self.model, stream, self.device)
         return {"run": str(self.path), "data": data or "validation split", **result}
+
+
+def load_best_weights(run_dir: RunDir, model: torch.nn.Module) -> None:
+    """model.safetensors, or the latest weights when there is no best yet or the best file is damaged."""
+    best, last = run_dir.file(BEST), run_dir.file(LAST)
+    if not best.exists() and not last.exists():
+        raise UserError(f"{run_dir.path}: has no weights yet (training stopped before its first evaluation); "
+                        "continue it with `scratchlm train --resume`")
+    if not best.exists():
+        load_weights(last, model)
+        return
+    try:
+        load_weights(best, model)
+    except UserError as e:
+        if not last.exists() or "damaged" not in str(e) or not weights_ok(last):
+            raise
+        warnings.warn(f"{best} is damaged; using the latest weights, {LAST}, instead", stacklevel=3)
+        load_weights(last, model)
 
 
 def check_sampling(tokens: int, temperature: float, top_k: int | None, top_p: float | None,

@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
@@ -28,11 +29,13 @@ from torch import nn
 
 from scratchlm.checkpoint import RunDir
 from scratchlm.data.batches import Batches
+from scratchlm.distributed import World
 from scratchlm.errors import Interrupted, UserError
 from scratchlm.models.base import detach_state
-from scratchlm.speed import autocast
+from scratchlm.speed import autocast, compile_model, fused_adamw, to_device
 
 SCHEDULES = ("onecycle", "cosine", "constant")
+MAX_SKIPPED_IN_A_ROW = 10  # --on-nan skip gives up after this many bad batches in a row
 
 
 @dataclass
@@ -54,6 +57,8 @@ class TrainConfig:
     seed: int = 0  # the whole run (init, dropout, sampling in evaluation) follows from it
     device: str = "auto"  # auto, cpu or cuda
     precision: str = "auto"  # auto, fp32 or bf16 (autocast)
+    on_nan: Literal["stop", "skip"] = "stop"  # a NaN/inf loss stops the run, or its batch is skipped
+    compile: bool = False  # torch.compile the model: faster steps on a GPU after a slow first one
 
     def __post_init__(self) -> None:
         if self.epochs is None and self.time is None:
@@ -74,6 +79,8 @@ class TrainConfig:
             raise UserError(f"--batch-size {self.batch_size} and --bptt {self.bptt} must be between 1 and 1,000,000")
         if (self.patience is not None and self.patience < 1) or (self.eval_every is not None and self.eval_every < 1):
             raise UserError("--patience and --eval-every must be at least 1")
+        if self.on_nan not in ("stop", "skip"):
+            raise UserError(f"--on-nan {self.on_nan!r}: choose stop (the default) or skip")
 
     @classmethod
     def field_names(cls) -> set[str]:
@@ -116,29 +123,33 @@ def cosine(start: float, end: float, p: float) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, stream: Batches, device: torch.device, precision: str = "fp32") -> dict:
+def evaluate(model: nn.Module, stream: Batches, device: torch.device, precision: str = "fp32",
+             world: World | None = None) -> dict:
     """Loss, accuracy and perplexity over a whole stream; perplexity is exp(mean loss over all tokens).
 
     The mean is taken over tokens, not over batches, so a shorter last batch counts for what it holds.
+    With several processes each reads its rows of the stream and the sums are added up before the
+    means are taken, so the numbers are those of one process reading it all.
     """
     was_training = model.training
     model.eval()
-    total_loss = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    count, state = 0, None  # a fresh state: evaluation never continues the training rows
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # summed loss, right guesses, tokens
+    state = None  # a fresh state: evaluation never continues the training rows
     for x, y in stream.batches():
+        if len(x) == 0:  # a process with no validation rows (fewer rows than processes) adds zeros
+            break
         x, y = x.to(device), y.to(device)
         with autocast(device, precision):
             logits, _, state = model(x, state=state if model.carries_state else None)
         targets = y[:, -logits.size(1):]
-        total_loss += F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
-                                      reduction="sum")
-        correct += (logits.argmax(-1) == targets).sum()
-        count += targets.numel()
+        sums[0] += F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), reduction="sum")
+        sums[1] += (logits.argmax(-1) == targets).sum()
+        sums[2] += targets.numel()
     model.train(was_training)
-    mean = total_loss.item() / count
-    return {"loss": mean, "accuracy": correct.item() / count, "perplexity": math.exp(min(mean, 700)),
-            "tokens": count}
+    total_loss, correct, count = (world or World()).sum(sums).tolist()
+    mean = total_loss / count
+    return {"loss": mean, "accuracy": correct / count, "perplexity": math.exp(min(mean, 700)),
+            "tokens": int(count)}
 
 
 def seed_everything(seed: int) -> None:
@@ -197,12 +208,18 @@ class StopRequest:
 
 
 class Trainer:
-    """Trains one model on one stream into one run directory; `fit()` is the whole loop."""
+    """Trains one model on one stream into one run directory; `fit()` is the whole loop.
+
+    With several processes (`world`), each trains on its rows of every batch (the streams given are
+    its shards) through `net`, the model under DistributedDataParallel; `model` stays the plain one
+    that is evaluated and saved.
+    """
 
     def __init__(self, model: nn.Module, train_stream: Batches, valid_stream: Batches, cfg: TrainConfig,
                  run_dir: RunDir, device: torch.device, precision: str = "fp32", progress: bool = True,
-                 on_evaluation: Callable[[dict], None] | None = None):
-        self.model, self.cfg, self.run_dir = model, cfg, run_dir
+                 on_evaluation: Callable[[dict], None] | None = None, world: World | None = None):
+        self.model, self.cfg, self.run_dir, self.world = model, cfg, run_dir, world or World()
+        self.net = compile_model(self.world.wrap(model), cfg.compile)
         self.train_stream, self.valid_stream = train_stream, valid_stream
         self.device, self.precision, self.progress = device, precision, progress
         self.on_evaluation = on_evaluation
@@ -215,8 +232,8 @@ class Trainer:
     def restore(self, state: dict) -> None:
         """Continue from a saved state: same step, data position, carried state, RNGs and optimizer."""
         self.optimizer.load_state_dict(state.pop("optimizer"))
-        set_rng_state(state.pop("rng"))
-        self.state.update(state)
+        set_rng_state(state.pop("rng"))  # the same on every process: they all draw alike
+        self.state.update(state, carry=self.world.rows_of(state.get("carry"), self.device))
 
     def progress_of(self, elapsed: float) -> float:
         """How far through the run we are, in [0, 1], by steps or by time, whichever is further."""
@@ -226,8 +243,8 @@ class Trainer:
 
     def fit(self) -> list[dict]:
         s, cfg, model = self.state, self.cfg, self.model
-        model.train()
-        start = time.perf_counter() - s["elapsed"]
+        self.net.train()
+        start, stopping = time.perf_counter() - s["elapsed"], False
         s["finished"] = self.bound_reached(s["elapsed"])
         bar = progress_bar(self.progress, cfg.epochs * self.steps_per_epoch if cfg.epochs else None, s["step"])
         with StopRequest().installed() as stop, bar:
@@ -235,31 +252,35 @@ class Trainer:
                 carry = s["carry"] if s["batch"] > 0 else None  # the hidden state starts empty each epoch
                 batches = self.epoch_batches(s["epoch"])
                 for k in range(s["batch"], len(batches)):
-                    x, y = (t.to(self.device, non_blocking=True) for t in batches.batch(k))
-                    progress = self.progress_of(time.perf_counter() - start)
+                    x, y = to_device(batches.batch(k), self.device)
+                    progress = self.progress_of(s["elapsed"])  # the clock every process agreed on
                     # A shorter random window gets a proportionally smaller step (Merity et al. 2017, 4.1).
                     window_scale = x.size(1) / cfg.bptt if cfg.random_bptt else 1.0
                     for group in self.optimizer.param_groups:
                         group["lr"] = lr_at(progress, cfg) * window_scale
                         group["betas"] = (momentum_at(progress, cfg), group["betas"][1])
                     with autocast(self.device, self.precision):
-                        _, loss, carry = model(x, y, carry if model.carries_state else None)
-                    if not torch.isfinite(loss):
-                        raise UserError(f"the loss became {loss.item()} at step {s['step'] + 1}; the last good "
-                                        f"checkpoint is kept; try a lower --lr or --grad-clip 1.0")
-                    self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if cfg.grad_clip:
-                        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                    self.optimizer.step()
-                    carry = detach_state(carry)
+                        _, loss, carry = self.net(x, y, carry if model.carries_state else None)
+                    loss_value = self.world.mean_loss(loss)  # the whole batch's: the same on every process
+                    finite = math.isfinite(loss_value)
+                    if finite:
+                        self.optimizer.zero_grad(set_to_none=True)
+                        loss.backward()
+                        if cfg.grad_clip:
+                            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                        self.optimizer.step()
+                        carry = detach_state(carry)
+                        s["running_loss"] += loss_value
+                        s["running_steps"] += 1
+                    else:  # raises unless --on-nan skip; a state that went through the NaN is NaN too
+                        carry = self.skip_bad_loss(loss_value)
+                    s["nan_streak"] = 0 if finite else s.get("nan_streak", 0) + 1
 
-                    s["step"], s["batch"], s["tokens"] = s["step"] + 1, k + 1, s["tokens"] + x.numel()
-                    s["running_loss"] += loss.item()
-                    s["running_steps"] += 1
-                    s["elapsed"] = time.perf_counter() - start
+                    s["step"], s["batch"] = s["step"] + 1, k + 1
+                    s["tokens"] += x.numel() * self.world.size
+                    s["elapsed"], stopping = self.world.agree(time.perf_counter() - start, stop.requested)
                     bar.update(1)
-                    bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+                    bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)
                     epoch_done = s["batch"] == len(batches)
                     if epoch_done:
                         s["epoch"], s["batch"], carry = s["epoch"] + 1, 0, None
@@ -268,13 +289,28 @@ class Trainer:
                     due = epoch_done if cfg.eval_every is None else s["step"] % cfg.eval_every == 0
                     if due or s["finished"]:
                         self.evaluate_and_checkpoint(bar)
-                    elif stop.requested:  # save where we are, without an evaluation the run did not ask for
-                        self.run_dir.save_checkpoint(model, self.checkpoint_state(), is_best=False)
-                    if s["finished"] or stop.requested or epoch_done:
+                        _, stopping = self.world.agree(s["elapsed"], stop.requested)  # asked during evaluation
+                    elif stopping:  # save where we are, without an evaluation the run did not ask for
+                        self.save(is_best=False)
+                    if s["finished"] or stopping or epoch_done:
                         break
-                if stop.requested and not s["finished"]:
+                if stopping and not s["finished"]:
                     raise Interrupted(s["step"])
         return s["history"]
+
+    def skip_bad_loss(self, loss: float) -> None:
+        """A NaN or inf loss: stop, keeping the last good checkpoint, or (--on-nan skip) drop the batch
+        and go on, unless the loss stays bad batch after batch."""
+        s = self.state
+        advice = "the last good checkpoint is kept; try a lower --lr or --grad-clip 1.0"
+        if self.cfg.on_nan == "stop":
+            raise UserError(f"the loss became {loss} at step {s['step'] + 1}; {advice}, or --on-nan skip")
+        if s.get("nan_streak", 0) + 1 >= MAX_SKIPPED_IN_A_ROW:
+            raise UserError(f"the loss was {loss} for {MAX_SKIPPED_IN_A_ROW} batches in a row, up to step "
+                            f"{s['step'] + 1}; skipping does not help: {advice}")
+        s["skipped"] = s.get("skipped", 0) + 1
+        warnings.warn(f"the loss became {loss} at step {s['step'] + 1}; the batch is skipped", stacklevel=2)
+        return None
 
     def epoch_batches(self, epoch: int) -> Batches:
         """The batches of one epoch: the same every epoch, or freshly cut windows with random_bptt."""
@@ -292,7 +328,7 @@ class Trainer:
         s = self.state
         train_loss = s["running_loss"] / max(s["running_steps"], 1)
         s["running_loss"], s["running_steps"] = 0.0, 0
-        metrics = evaluate(self.model, self.valid_stream, self.device, self.precision)
+        metrics = evaluate(self.model, self.valid_stream, self.device, self.precision, self.world)
         row = {"step": s["step"], "epoch": round(s["epoch"] + s["batch"] / len(self.epoch_batches(s["epoch"])), 4),
                "train_loss": train_loss, "valid_loss": metrics["loss"], "valid_accuracy": metrics["accuracy"],
                "valid_perplexity": metrics["perplexity"], "lr": self.optimizer.param_groups[0]["lr"],
@@ -305,15 +341,24 @@ class Trainer:
         else:
             s["evals_since_best"] += 1
             s["finished"] = s["finished"] or self.bound_reached(s["elapsed"])
-        self.run_dir.save_checkpoint(self.model, self.checkpoint_state(), is_best)
-        self.run_dir.write_metrics(s["history"])
+        self.save(is_best)
         if self.on_evaluation:
             self.on_evaluation(row)
         if self.progress:
             bar.write(format_row(row), file=sys.stderr)
 
+    def save(self, is_best: bool) -> None:
+        """Rank 0 writes the checkpoint and the metrics, while the other processes wait."""
+        state = self.checkpoint_state()  # every process takes part: it gathers their carried rows
+        if self.world.is_main:
+            self.run_dir.save_checkpoint(self.model, state, is_best)
+            self.run_dir.write_metrics(self.state["history"])
+        self.world.barrier()
+
     def checkpoint_state(self) -> dict:
-        return {**self.state, "optimizer": self.optimizer.state_dict(), "rng": rng_state()}
+        """The state of the whole run: the carried state holds the rows of every process."""
+        return {**self.state, "carry": self.world.gather_rows(self.state["carry"]),
+                "optimizer": self.optimizer.state_dict(), "rng": rng_state()}
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
@@ -323,7 +368,7 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> 
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99), eps=1e-8,
-                             fused=True if device.type == "cuda" else None)
+                             fused=fused_adamw(device))
 
 
 def format_row(row: dict) -> str:

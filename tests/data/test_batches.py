@@ -113,6 +113,31 @@ def test_window_shards_are_disjoint_whole_windows(n: int, per: int, world: int, 
             assert torch.equal(y, x + 1) and x.shape == (per, bptt)
 
 
+@settings(max_examples=100, deadline=None)
+@given(n=st.integers(2, 600), per=st.integers(1, 5), world=st.integers(1, 4), bptt=st.integers(1, 12))
+def test_window_shards_together_are_the_whole_batch(n: int, per: int, world: int, bptt: int):
+    """Rank r reads rows r*B/N.. of every batch: N processes see exactly the batches of one."""
+    try:
+        whole = WindowBatches(positions(n), per * world, bptt)
+    except UserError:
+        return
+    shards = [whole.shard(rank, world) for rank in range(world)]
+    assert all(len(s) == len(whole) for s in shards)
+    for k in range(len(whole)):
+        for got, want in zip(zip(*(s.batch(k) for s in shards), strict=True), whole.batch(k), strict=True):
+            assert torch.equal(torch.cat(got), want)
+
+
+@pytest.mark.parametrize("layout", [LMStream, WindowBatches])
+def test_uneven_shares_for_evaluation_cover_the_batch_once(layout):
+    """Evaluation sums over processes, so 5 rows over 3 processes (or 2 over 3, one empty) is fine."""
+    for batch_size in (5, 2):
+        whole = layout(positions(400), batch_size, 4)
+        shards = [whole.shard(rank, 3, even=False) for rank in range(3)]
+        for k in range(len(whole)):
+            assert torch.equal(torch.cat([s.batch(k)[1] for s in shards]), whole.batch(k)[1])
+
+
 def test_lm_batches_picks_the_layout_by_whether_the_model_carries_state():
     ids = positions(1000)
     assert isinstance(lm_batches(ids, 8, 4, carries_state=True), LMStream)

@@ -188,3 +188,22 @@ def test_one_long_line_comes_in_pieces_that_rejoin(tmp_path, monkeypatch):
     assert "".join(pieces) == text
     assert max(len(p) for p in pieces) <= 50 + 64  # at most a piece and one more block
     assert all(p.endswith(" ") for p in pieces[:-2])  # cut after a space: no word is split
+
+
+def test_a_long_line_is_cut_at_the_last_space_before_the_limit(tmp_path, monkeypatch):
+    """After the last space within the limit; never a lone leading space; the limit when there is no space."""
+    monkeypatch.setattr(read, "MAX_PIECE_CHARS", 10)
+    monkeypatch.setattr(read, "BLOCK_BYTES", 64)
+    text = "ab cd efgh ijklmn " + "x" * 10 + " " + "y" * 20
+    path = tmp_path / "long.txt"
+    path.write_bytes(text.encode())
+    pieces = list(read.open_corpus(str(path)).sources[0].lines())
+    assert pieces[:3] == ["ab cd ", "efgh ", "ijklmn "]  # "efgh ijklmn" would pass the limit
+    assert pieces[3:6] == ["x" * 10, " " + "y" * 9, "y" * 10]  # no space to cut at, then one only at the start
+    assert "".join(pieces) == text and max(map(len, pieces)) <= 10
+
+
+def test_an_encoding_for_the_built_in_corpus_is_refused():
+    """human-numbers is generated, not read: an --encoding for it is a mistake worth saying, not ignoring."""
+    with pytest.raises(UserError, match="--encoding latin-1 is for files; human-numbers is built in"):
+        open_corpus("human-numbers", "latin-1")

@@ -38,6 +38,7 @@ class LMStream:
     bptt: int  # T: tokens per row per batch (the back-propagation window)
     drop_last: bool = True  # drop a last, shorter window (models with a fixed window need exactly T)
     starts: tuple[int, ...] | None = None  # window boundaries of one epoch of random-length BPTT (see for_epoch)
+    rows: tuple[int, int] | None = None  # (first, stop): the rows of each batch this process reads; None: all
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.bptt < 1:
@@ -78,8 +79,10 @@ class LMStream:
         """Batch k: inputs and targets, both (B, T) int64; T is shorter only for a kept last window."""
         L, T = self.row_length, self.bptt
         start, stop = (self.starts[k], self.starts[k + 1]) if self.starts else (k * T, min(k * T + T, L))
-        rows = [np.asarray(self.ids[i * L + start: i * L + stop + 1]) for i in range(self.batch_size)]
-        block = torch.from_numpy(np.stack(rows).astype(np.int64))  # (B, T+1)
+        first, last = self.rows or (0, self.batch_size)
+        rows = [np.asarray(self.ids[i * L + start: i * L + stop + 1]) for i in range(first, last)]
+        block = np.stack(rows) if rows else np.empty((0, stop - start + 1))  # no rows: a process with no share
+        block = torch.from_numpy(block.astype(np.int64))  # (B, T+1)
         return block[:, :-1], block[:, 1:]
 
     def batches(self, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -87,18 +90,9 @@ class LMStream:
         for k in range(start, len(self)):
             yield self.batch(k)
 
-    def shard(self, rank: int, world_size: int) -> LMStream:
-        """This process' share of the rows (distributed data parallel): rank r gets every row group r.
-
-        Each rank's rows are whole rows of the global layout, so B // world_size rows each keep
-        their continuity and the union over ranks is the single-process batch.
-        """
-        if self.batch_size % world_size:
-            raise UserError(f"--batch-size {self.batch_size} must be a multiple of the {world_size} processes")
-        per = self.batch_size // world_size
-        L = self.row_length
-        ids = self.ids[rank * per * L: (rank + 1) * per * L + 1]
-        return LMStream(ids, per, self.bptt, self.drop_last)
+    def shard(self, rank: int, world_size: int, even: bool = True) -> LMStream:
+        """This process' share of every batch (distributed data parallel); see `share`."""
+        return replace(self, rows=share(self.batch_size, rank, world_size, even))
 
 
 @dataclass(frozen=True)
@@ -114,6 +108,7 @@ class WindowBatches:
     batch_size: int  # B: windows per batch
     bptt: int  # T: tokens per window
     drop_last: bool = True  # drop a last batch with fewer than B windows
+    rows: tuple[int, int] | None = None  # (first, stop): the windows of each batch this process reads; None: all
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.bptt < 1:
@@ -133,6 +128,8 @@ class WindowBatches:
     def batch(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch k: inputs and targets, both (B', T) int64, B' = B but for a kept last batch."""
         first, last = k * self.batch_size, min((k + 1) * self.batch_size, self.windows)
+        if self.rows:
+            first, last = min(first + self.rows[0], last), min(first + self.rows[1], last)
         block = np.asarray(self.ids[first * self.bptt: last * self.bptt + 1]).astype(np.int64)
         x = torch.from_numpy(block[:-1]).view(last - first, self.bptt)
         y = torch.from_numpy(block[1:]).view(last - first, self.bptt)
@@ -142,13 +139,25 @@ class WindowBatches:
         for k in range(start, len(self)):
             yield self.batch(k)
 
-    def shard(self, rank: int, world_size: int) -> WindowBatches:
-        """This process' share: a contiguous 1/world_size of the windows."""
-        if self.batch_size % world_size:
-            raise UserError(f"--batch-size {self.batch_size} must be a multiple of the {world_size} processes")
-        per = self.windows // world_size * self.bptt
-        return WindowBatches(self.ids[rank * per: (rank + 1) * per + 1], self.batch_size // world_size, self.bptt,
-                             self.drop_last)
+    def shard(self, rank: int, world_size: int, even: bool = True) -> WindowBatches:
+        """This process' share of every batch (distributed data parallel); see `share`."""
+        return replace(self, rows=share(self.batch_size, rank, world_size, even))
+
+
+def share(batch_size: int, rank: int, world_size: int, even: bool = True) -> tuple[int, int]:
+    """The rows of each batch that process `rank` of `world_size` reads: rows r*B/N .. (r+1)*B/N - 1.
+
+        batch k, B=4, N=2:   row 0 ─┐ rank 0        A stateful model's row i continues in row i of
+                             row 1 ─┘               batch k+1 on the same process, so each process
+                             row 2 ─┐ rank 1        carries the state of its own rows, and the rows
+                             row 3 ─┘               of all processes together are the whole batch.
+
+    Training needs `even` shares (the gradients are averaged as means of equal parts); evaluation
+    sums losses and counts, so its shares may differ by a row, or be empty.
+    """
+    if even and batch_size % world_size:
+        raise UserError(f"--batch-size {batch_size} must be a multiple of the {world_size} processes")
+    return rank * batch_size // world_size, (rank + 1) * batch_size // world_size
 
 
 def split_stream(ids: np.ndarray, valid_fraction: float, align: int = 1) -> tuple[np.ndarray, np.ndarray]:

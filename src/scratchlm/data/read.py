@@ -41,13 +41,16 @@ class Source:
             return
         decoder = codecs.getincrementaldecoder(self.encoding)(errors="strict")
         with open(self.name, "rb") as f:
-            while block := f.read(BLOCK_BYTES):
-                try:
-                    yield decoder.decode(block)
-                except UnicodeDecodeError as e:
-                    raise UserError(f"{self.name}: cannot be read as {self.encoding} ({e.reason}); "
+            while True:
+                block = f.read(BLOCK_BYTES)
+                try:  # the last, empty block flushes the decoder: a character cut short at the end fails there
+                    text = decoder.decode(block, final=not block)
+                except UnicodeError as e:  # UTF-16 without a byte-order mark raises the base class
+                    raise UserError(f"{self.name}: cannot be read as {self.encoding} ({getattr(e, 'reason', e)}); "
                                     f"pass --encoding NAME") from None
-            yield decoder.decode(b"", final=True)
+                yield text
+                if not block:
+                    return
 
     def lines(self) -> Iterator[str]:
         """The text as lines, each keeping its line ending.
@@ -62,7 +65,9 @@ class Source:
             carry = parts.pop() if parts and not parts[-1].endswith("\n") else ""
             yield from parts
             while len(carry) > MAX_PIECE_CHARS:
-                cut = carry.rfind(" ", 0, MAX_PIECE_CHARS) + 1 or MAX_PIECE_CHARS
+                # After the last space before the limit (one at the very start would cut off just itself).
+                space = carry.rfind(" ", 1, MAX_PIECE_CHARS)
+                cut = space + 1 if space > 0 else MAX_PIECE_CHARS
                 yield carry[:cut]
                 carry = carry[cut:]
         if carry:
@@ -85,6 +90,9 @@ class Corpus:
 def open_corpus(spec: str, encoding: str | None = None) -> Corpus:
     """Resolve `--data`: the built-in corpus name, a text file, or a folder of text files."""
     if spec == HUMAN_NUMBERS:
+        if encoding:
+            raise UserError(f"--encoding {encoding} is for files; {HUMAN_NUMBERS} is built in and has no encoding "
+                            "to choose (drop --encoding)")
         digest = hashlib.sha256(human_numbers_text().encode()).hexdigest()
         return Corpus(spec, (Source(HUMAN_NUMBERS, "utf-8"),), digest)
     path = Path(spec)
@@ -146,7 +154,7 @@ def decodes_as(path: Path, encoding: str) -> bool:
             while block := f.read(BLOCK_BYTES):
                 decoder.decode(block)
         decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
+    except UnicodeError:
         return False
     return True
 

@@ -18,6 +18,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -206,13 +207,34 @@ def train_tokenizer(documents: Iterable[Iterable[str]], spec: TokenizerSpec) -> 
 
 def tokenizer_from_json(obj: dict) -> Tokenizer:
     """Rebuild a tokenizer from what `to_json` wrote; a UserError if it is not one."""
+    refused = UserError("tokenizer.json is not a scratchlm tokenizer (damaged or from another tool)")
     if not isinstance(obj, dict) or obj.get("format") != FORMAT or obj.get("kind") not in TOKENIZERS:
-        raise UserError("tokenizer.json is not a scratchlm tokenizer (damaged or from another tool)")
+        raise refused
     if obj["kind"] == "bpe":
         from tokenizers import Tokenizer as HFTokenizer
 
-        return BPETokenizer(HFTokenizer.from_str(json.dumps(obj["tokenizer"])))
-    return TOKENIZERS[obj["kind"]](list(obj["tokens"]))
+        try:
+            return BPETokenizer(HFTokenizer.from_str(json.dumps(obj.get("tokenizer"))))
+        except Exception:  # the library's own parse error: the file is not what we wrote
+            raise refused from None
+    tokens = obj.get("tokens")
+    if (not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens)
+            or tuple(tokens[: len(SPECIALS)]) != SPECIALS or len(set(tokens)) != len(tokens)
+            or (obj["kind"] == "char" and any(len(t) != 1 for t in tokens[len(SPECIALS):]))):
+        raise refused
+    return TOKENIZERS[obj["kind"]](tokens)
+
+
+def tokenizer_from_file(path: Path) -> Tokenizer:
+    """A run's tokenizer.json; a UserError naming the file if it is missing, not JSON, or not a tokenizer."""
+    try:
+        return tokenizer_from_json(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing; the run cannot be rebuilt without its vocabulary") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UserError(f"{path}: damaged (not JSON); the run cannot be rebuilt") from None
+    except UserError as e:
+        raise UserError(f"{path}: {str(e).removeprefix('tokenizer.json ')}") from None
 
 
 def encode_documents(tokenizer: Tokenizer, documents: Iterable[Iterable[str]]) -> Iterator[np.ndarray]:

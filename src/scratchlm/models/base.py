@@ -10,6 +10,8 @@ The one interface (makemore's idea: one `generate()` and one `evaluate()` serve 
     loss     mean cross-entropy against targets[:, -T':], or None without targets
     state    the recurrent state after the last token (None for models without one); passed back in
              on the next call. It is never kept on `self`, so a model holds no hidden state of its own.
+             A tensor or a tuple of tensors laid out (..., B, H), as nn.RNN's (layers, B, H): the rows
+             are the second-last dimension (distributed training splits and gathers them there).
 
 Class attributes tell the trainer and the inference verbs how to drive a model:
     carries_state  training passes the state from one batch to the next (truncated BPTT)
