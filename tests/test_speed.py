@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import scratchlm
-from scratchlm.speed import autocast, compile_model, fused_adamw, to_device
+from scratchlm.speed import DEFAULT_THREADS, autocast, compile_model, fused_adamw, to_device, tune_cpu_threads
 
 
 def test_the_gpu_switches_leave_a_cpu_run_as_it_is():
@@ -21,6 +21,30 @@ def test_the_gpu_switches_leave_a_cpu_run_as_it_is():
     assert compile_model(model, enabled=False) is model
     with autocast(torch.device("cpu"), "fp32"):
         assert model(torch.ones(1, 2)).dtype == torch.float32
+
+
+@pytest.mark.parametrize(("parameters", "rows", "threads"), [
+    (70_000, 64, 1),  # an LSTM rung: a recurrence reads its batch one time step at a time
+    (800_000, 1, 1),  # the tiny GPT generating one token at a time
+    (800_000, 12 * 64, DEFAULT_THREADS),  # the tiny GPT training on its whole window at once
+    (3_000_000, 1, DEFAULT_THREADS),  # a large model always splits its matmuls
+])
+def test_threads_follow_the_work_of_one_matmul(monkeypatch: pytest.MonkeyPatch, parameters: int, rows: int,
+                                               threads: int):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    try:
+        tune_cpu_threads(torch.device("cpu"), parameters, rows)
+        assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_omp_num_threads_has_the_last_word(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+    tune_cpu_threads(torch.device("cpu"), 100_000_000, 1)
+    assert torch.get_num_threads() == 1
 
 
 @pytest.mark.gpu

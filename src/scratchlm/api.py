@@ -145,7 +145,9 @@ def fit_run(run_dir: RunDir, spec: ModelSpec, data_cfg: DataConfig, train_cfg: T
     device = world.device
     n_parameters = sum(p.numel() for p in model.parameters())
     precision = resolve_precision(train_cfg.precision, device, n_parameters)
-    tune_cpu_threads(device, n_parameters)
+    # rows per matrix multiplication: this process' batch, times the window when it is read all at once
+    rows = train_cfg.batch_size // world.size * (1 if model.carries_state else train_cfg.bptt)
+    tune_cpu_threads(device, n_parameters, rows)
     model.to(device)
     train_stream, valid_stream = make_streams(data, train_cfg, model.carries_state, world)
     if world.is_main:  # the run directory is rank 0's; the others read it once it is ready

@@ -83,16 +83,22 @@ def fused_adamw(device: torch.device) -> bool | None:
     return True if device.type == "cuda" else None
 
 
-SMALL_MODEL_PARAMETERS = 1_000_000  # below this, one CPU thread beats several (measured in bench/)
+SMALL_MODEL_PARAMETERS = 1_000_000  # below this, one CPU thread beats several unless a step reads many rows at once
+PARALLEL_WORK = 200_000_000  # parameters x rows per matmul above which a small model's steps split well over cores
 DEFAULT_THREADS = torch.get_num_threads()  # PyTorch's own choice, restored for larger models
 
 
-def tune_cpu_threads(device: torch.device, n_parameters: int) -> None:
+def tune_cpu_threads(device: torch.device, n_parameters: int, rows: int = 1) -> None:
     """One intra-op thread for small models on the CPU, unless OMP_NUM_THREADS says otherwise.
 
-    A 64-wide RNN's matrices are too small to split across cores: the threads spend their time
-    waiting on each other, and on a busy machine each step measured 6-8x slower with 2 threads than 1.
+    `rows` is how many rows one matrix multiplication of a step reads: the batch for a recurrence, which
+    goes one time step at a time, and batch x window for a Transformer, which reads its window at once.
+    A 64-wide RNN's matrices are too small to split across cores: the threads spend their time waiting on
+    each other, and on a busy machine each step measured 6-8x slower with 2 threads than 1. The 0.8M
+    tiny GPT at 12 x 64 rows is the other way round: 1.6x faster on 2 idle cores than on 1 (bench/gpt.py),
+    while generating, one row at a time, it is again faster on one.
     """
     if device.type != "cpu" or "OMP_NUM_THREADS" in os.environ:
         return
-    torch.set_num_threads(1 if n_parameters < SMALL_MODEL_PARAMETERS else DEFAULT_THREADS)
+    small = n_parameters < SMALL_MODEL_PARAMETERS and n_parameters * rows < PARALLEL_WORK
+    torch.set_num_threads(1 if small else DEFAULT_THREADS)
