@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scratchlm.errors import UserError
+
 State = torch.Tensor | tuple[torch.Tensor, ...] | None
 
 
@@ -38,6 +40,16 @@ class LanguageModel(nn.Module):
 
     carries_state: bool = False
     window: int | None = None
+
+
+def check_stack(cell: str, cells: dict, n_layers: int, n_hidden: int, dropout: float) -> None:
+    """The checks every stacked recurrent config shares: a known cell, positive sizes, a dropout in [0, 1)."""
+    if cell not in cells:
+        raise UserError(f"unknown cell {cell!r}; choose one of {', '.join(cells)}")
+    if n_layers < 1 or n_hidden < 1:
+        raise UserError("n_layers and n_hidden must be at least 1")
+    if not 0 <= dropout < 1:
+        raise UserError(f"dropout {dropout} must be in [0, 1)")
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -40,8 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scratchlm.errors import UserError
-from scratchlm.models.base import LanguageModel, State, lm_loss
+from scratchlm.models.base import LanguageModel, State, check_stack, lm_loss
 
 
 class LSTMCell(nn.Module):
@@ -148,12 +147,7 @@ class ScratchRNNConfig:
     dropout: float = 0.0  # between layers, on every layer's outputs but the last (as nn.LSTM's dropout)
 
     def __post_init__(self) -> None:
-        if self.cell not in CELLS:
-            raise UserError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
-        if self.n_layers < 1 or self.n_hidden < 1:
-            raise UserError("n_layers and n_hidden must be at least 1")
-        if not 0 <= self.dropout < 1:
-            raise UserError(f"dropout {self.dropout} must be in [0, 1)")
+        check_stack(self.cell, CELLS, self.n_layers, self.n_hidden, self.dropout)
 
 
 class ScratchRNN(LanguageModel):

@@ -20,8 +20,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from scratchlm.errors import UserError
-from scratchlm.models.base import LanguageModel, State, lm_loss
+from scratchlm.models.base import LanguageModel, State, check_stack, lm_loss
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -36,12 +35,7 @@ class FusedRNNConfig:
     tie_weights: bool = False  # the head's matrix is the embedding matrix (fewer parameters, better perplexity)
 
     def __post_init__(self) -> None:
-        if self.cell not in CELLS:
-            raise UserError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
-        if self.n_layers < 1 or self.n_hidden < 1:
-            raise UserError("n_layers and n_hidden must be at least 1")
-        if not 0 <= self.dropout < 1:
-            raise UserError(f"dropout {self.dropout} must be in [0, 1)")
+        check_stack(self.cell, CELLS, self.n_layers, self.n_hidden, self.dropout)
 
 
 class FusedRNN(LanguageModel):
