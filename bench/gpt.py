@@ -104,7 +104,8 @@ def notes(speed: dict, trained: dict, budget: float) -> list[str]:
     gen_ratio = gen["scratchlm"]["tokens_per_second"] / gen["hf"]["tokens_per_second"]
     verdict = lambda ok: "met" if ok else "not met"
     return [
-        f"Threads: {speed['threads']} (scratchlm's choice for a model of this size, given to both); load average "
+        f"Threads: {speed['threads']['training']} for training, {speed['threads']['generation']} for generation "
+        "(scratchlm's choices for this size, speed.tune_cpu_threads, given to both); load average "
         f"{speed['load_start']:.2f} at the start of the side-by-side run, {speed['load_end']:.2f} at its end.",
         f"Same starting weights: the largest logit difference at initialisation is {speed['init_max_diff']:.1e}.",
         f"Training speed: scratchlm {train_ratio:.2f}x HF's tokens/s (target >= {TRAIN_SPEED_TARGET}x: "
@@ -251,13 +252,18 @@ def measure(quick: bool) -> dict:
     V = data.tokenizer.vocab_size
     load_start = os.getloadavg()[0]
     ours, hf = build_pair(V, NANOGPT["block_size"])
-    tune_cpu_threads(torch.device("cpu"), sum(p.numel() for p in ours.parameters()))
-    threads = torch.get_num_threads()
+    n_parameters = sum(p.numel() for p in ours.parameters())
+    # the thread counts scratchlm picks (speed.tune_cpu_threads), given to both: training reads 12 x 64 rows
+    # per matmul, generation one
+    tune_cpu_threads(torch.device("cpu"), n_parameters, NANOGPT["batch_size"] * NANOGPT["block_size"])
+    threads = {"training": torch.get_num_threads()}
     x = torch.randint(0, V, (2, NANOGPT["block_size"]))
     with torch.no_grad():
         init_diff = (ours.eval()(x)[0] - hf.eval()(input_ids=x).logits).abs().max().item()
     batches = lm_batches(data.train_ids, NANOGPT["batch_size"], NANOGPT["block_size"], carries_state=False)
     train = measure_training(ours, hf, batches, rounds=4 if quick else 10, steps=20)
+    tune_cpu_threads(torch.device("cpu"), n_parameters, 1)
+    threads["generation"] = torch.get_num_threads()
     prompt = [DOC] + data.tokenizer.encode(PROMPT)
     ours_long, hf_long = build_pair(V, 512)
     generate = measure_generation(ours_long, hf_long, prompt, 500, repeats=2 if quick else 3)
