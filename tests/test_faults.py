@@ -162,7 +162,7 @@ def test_signalled_and_killed_during_checkpoints_then_resumed_is_bit_identical(r
         while not ((out / STATE).exists() and RunDir(out).load_state()["step"] > before):
             time.sleep(0.005)  # until this child has written a checkpoint of its own: it is mid-run
         if signum == signal.SIGTERM:  # meanwhile a second process may not train into the same run
-            with pytest.raises(UserError, match="another scratchlm process is training into this run"):
+            with pytest.raises(UserError, match="another scratchlm process is training into or repairing this run"):
                 scratchlm.train(out=out, resume=True)
         os.kill(pid, signum)
         assert wait(pid) == 130, log.read_text()

@@ -303,14 +303,18 @@ class RunDir:
         """Only one process trains into a run directory at a time."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
+            lock_file = open(self.file(LOCK), "a")  # noqa: SIM115 (held open for the whole run below)
         except (FileExistsError, NotADirectoryError):  # the path, or a folder on it, is a file
             raise UserError(f"{self.path}: is a file, not a folder; give --out a folder for the run") from None
-        with open(self.file(LOCK), "w") as f:
+        except OSError as e:  # no permission, a read-only or vanished file system
+            raise UserError(f"{self.path}: cannot create the run folder here ({e.strerror}); give --out "
+                            "a folder you can write to") from None
+        with lock_file as f:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise UserError(f"{self.path}: another scratchlm process is training into this run; "
-                                "wait for it or use another --out") from None
+                raise UserError(f"{self.path}: another scratchlm process is training into or repairing this "
+                                "run; wait for it or use another --out") from None
             self.locked = True
             try:
                 yield
@@ -341,10 +345,15 @@ class RunDir:
 
         A reader (`generate` while a run trains) must never finish or undo a checkpoint the trainer is
         in the middle of writing."""
-        if self.locked or not self.file(LOCK).exists():
+        if self.locked:
             yield True
             return
-        with open(self.file(LOCK)) as f:
+        try:  # every repair takes the lock, even in a run folder made before locks existed
+            lock_file = open(self.file(LOCK), "a")  # noqa: SIM115 (closed by the with below)
+        except OSError:  # a read-only run: read it, never repair it
+            yield False
+            return
+        with lock_file as f:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -82,7 +82,7 @@ SPECS = [
     ModelSpec("awd-lstm", f"tied weights, locked dropout, AR/TAR, weight decay (Merity et al. 2017; {BOOK} LMModel7)",
               "lm", AWDLSTMConfig, AWDLSTM,
               {"embed_p": 0.0, "input_p": 0.0, "hidden_p": 0.0, "weight_p": 0.0, "output_p": 0.5},
-              {"lr": 1e-2, "epochs": 15, "bptt": 16, "weight_decay": 0.7}),
+              {"lr": 5e-3, "epochs": 15, "bptt": 16, "weight_decay": 0.7}),
     ModelSpec("gpt", "decoder-only Transformer: causal self-attention over a 64-token context (Radford et al. 2019)",
               "lm", GPTConfig, GPT, {"preset": "tiny"},
               {"lr": 6e-3, "epochs": 2, "bptt": 64, "batch_size": 12, "schedule": "onecycle", "warmup": 0.1,
