@@ -66,7 +66,7 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, help="random seed (default 0)")
     g.add_argument("--device", help="auto (default), cpu or cuda")
     g.add_argument("--precision", help="auto (default), fp32 or bf16")
-    g.add_argument("--compile", action="store_true", default=None,
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the model (faster steps on a GPU after a slow first one)")
     g.add_argument("--on-nan", help="on a NaN/inf loss: stop (default; the last good checkpoint is kept) or skip the batch")
     g.add_argument("--cache-dir", help="where token ids are cached (default ~/.cache/scratchlm)")

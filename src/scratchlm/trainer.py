@@ -227,7 +227,8 @@ class Trainer:
         self.steps_per_epoch = len(train_stream)
         self.state = {"step": 0, "epoch": 0, "batch": 0, "carry": None, "elapsed": 0.0, "tokens": 0,
                       "best_loss": math.inf, "best_step": -1, "evals_since_best": 0, "history": [],
-                      "running_loss": 0.0, "running_steps": 0, "finished": False}
+                      "running_loss": 0.0, "running_steps": 0, "finished": False, "nan_streak": 0, "skipped": 0}
+        self.epoch_length = self.steps_per_epoch  # batches in the epoch under way (random_bptt recuts them)
 
     def restore(self, state: dict) -> None:
         """Continue from a saved state: same step, data position, carried state, RNGs and optimizer."""
@@ -251,6 +252,7 @@ class Trainer:
             while not s["finished"]:
                 carry = s["carry"] if s["batch"] > 0 else None  # the hidden state starts empty each epoch
                 batches = self.epoch_batches(s["epoch"])
+                self.epoch_length = len(batches)
                 for k in range(s["batch"], len(batches)):
                     x, y = to_device(batches.batch(k), self.device)
                     progress = self.progress_of(s["elapsed"])  # the clock every process agreed on
@@ -272,9 +274,10 @@ class Trainer:
                         carry = detach_state(carry)
                         s["running_loss"] += loss_value
                         s["running_steps"] += 1
+                        s["nan_streak"] = 0
                     else:  # raises unless --on-nan skip; a state that went through the NaN is NaN too
-                        carry = self.skip_bad_loss(loss_value)
-                    s["nan_streak"] = 0 if finite else s.get("nan_streak", 0) + 1
+                        self.skip_bad_loss(loss_value)
+                        carry = None
 
                     s["step"], s["batch"] = s["step"] + 1, k + 1
                     s["tokens"] += x.numel() * self.world.size
@@ -305,12 +308,11 @@ class Trainer:
         advice = "the last good checkpoint is kept; try a lower --lr or --grad-clip 1.0"
         if self.cfg.on_nan == "stop":
             raise UserError(f"the loss became {loss} at step {s['step'] + 1}; {advice}, or --on-nan skip")
-        if s.get("nan_streak", 0) + 1 >= MAX_SKIPPED_IN_A_ROW:
+        if s["nan_streak"] + 1 >= MAX_SKIPPED_IN_A_ROW:
             raise UserError(f"the loss was {loss} for {MAX_SKIPPED_IN_A_ROW} batches in a row, up to step "
                             f"{s['step'] + 1}; skipping does not help: {advice}")
-        s["skipped"] = s.get("skipped", 0) + 1
+        s["nan_streak"], s["skipped"] = s["nan_streak"] + 1, s["skipped"] + 1
         warnings.warn(f"the loss became {loss} at step {s['step'] + 1}; the batch is skipped", stacklevel=2)
-        return None
 
     def epoch_batches(self, epoch: int) -> Batches:
         """The batches of one epoch: the same every epoch, or freshly cut windows with random_bptt."""
@@ -329,7 +331,7 @@ class Trainer:
         train_loss = s["running_loss"] / max(s["running_steps"], 1)
         s["running_loss"], s["running_steps"] = 0.0, 0
         metrics = evaluate(self.model, self.valid_stream, self.device, self.precision, self.world)
-        row = {"step": s["step"], "epoch": round(s["epoch"] + s["batch"] / len(self.epoch_batches(s["epoch"])), 4),
+        row = {"step": s["step"], "epoch": round(s["epoch"] + s["batch"] / self.epoch_length, 4),
                "train_loss": train_loss, "valid_loss": metrics["loss"], "valid_accuracy": metrics["accuracy"],
                "valid_perplexity": metrics["perplexity"], "lr": self.optimizer.param_groups[0]["lr"],
                "tokens": s["tokens"], "seconds": round(s["elapsed"], 3),
@@ -342,7 +344,7 @@ class Trainer:
             s["evals_since_best"] += 1
             s["finished"] = s["finished"] or self.bound_reached(s["elapsed"])
         self.save(is_best)
-        if self.on_evaluation:
+        if self.on_evaluation and self.world.is_main:
             self.on_evaluation(row)
         if self.progress:
             bar.write(format_row(row), file=sys.stderr)
