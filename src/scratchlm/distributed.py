@@ -7,7 +7,8 @@ LOCAL_RANK, MASTER_ADDR/PORT); `World` reads it. Every process holds the whole m
 own rows of each batch (rank r: rows r*B/N .. (r+1)*B/N - 1 of the global batch of B rows);
 DistributedDataParallel averages the gradients, so N processes take the same steps as one process
 with the whole batch (with dropout off: every process draws the same random numbers, so a dropout
-mask over rows repeats from process to process). Rank 0 writes the run directory and prints; the others wait at a barrier.
+mask over rows repeats from process to process). Rank 0 writes the run directory and prints; the
+others wait at a barrier.
 
 Whatever decides when the loop stops (the loss, the clock, Ctrl-C) is agreed on by every process
 through one collective, or one of them would wait forever for the others at the next all-reduce.
@@ -119,6 +120,8 @@ class World:
 
     def mean_loss(self, loss: torch.Tensor) -> float:
         """The loss of the whole batch: every process holds the same number of rows, so the mean of means."""
+        if self.size == 1:
+            return loss.item()
         return self.sum(loss.detach().float().clone()).item() / self.size
 
     def agree(self, elapsed: float, stop: bool) -> tuple[float, bool]:

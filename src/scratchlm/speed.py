@@ -35,7 +35,7 @@ def resolve_device(name: str = "auto") -> torch.device:
             raise UserError("--device cuda: no CUDA GPU is visible to PyTorch here; use --device cpu or auto")
         torch.backends.cuda.matmul.allow_tf32 = True  # TF32: fp32 matmuls on tensor cores (Ampere and later)
         torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cuda.enable_flash_sdp(True)  # causal SDPA in bf16 runs flash attention (Dao et al. 2022)
+        torch.backends.cuda.enable_flash_sdp(True)  # the default, stated: bf16 SDPA runs flash attention (Dao et al. 2022)
     return torch.device(name)
 
 
@@ -95,8 +95,9 @@ def tune_cpu_threads(device: torch.device, n_parameters: int, rows: int = 1) -> 
     goes one time step at a time, and batch x window for a Transformer, which reads its window at once.
     A 64-wide RNN's matrices are too small to split across cores: the threads spend their time waiting on
     each other, and on a busy machine each step measured 6-8x slower with 2 threads than 1. The 0.8M
-    tiny GPT at 12 x 64 rows is the other way round: 1.6x faster on 2 idle cores than on 1 (bench/gpt.py),
-    while generating, one row at a time, it is again faster on one.
+    tiny GPT at 12 x 64 rows is the other way round: its training steps, timed side by side in one
+    process, ran 1.6x faster on 2 idle cores than on 1, while generating, one row at a time, it is
+    again faster on one.
     """
     if device.type != "cpu" or "OMP_NUM_THREADS" in os.environ:
         return
