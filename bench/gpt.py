@@ -43,7 +43,10 @@ ABOUT = ("Training tokens/s of scratchlm's gpt and transformers' GPT2LMHeadModel
          "side-by-side step (alike when both compute the same), or the best full-pass validation loss of the run.")
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
-NANOGPT = {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64, "batch_size": 12}
+# nanoGPT's shakespeare-char shapes: its CPU recipe, and on a GPU its config/train_shakespeare_char.py
+RECIPES = {"cpu": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64, "batch_size": 12},
+           "cuda": {"n_layer": 6, "n_head": 6, "n_embd": 384, "block_size": 256, "batch_size": 64}}
+NANOGPT = RECIPES["cpu"]
 TRAIN_SPEED_TARGET, LOSS_TARGET, GENERATE_SPEED_TARGET = 1.5, 1.70, 2.0
 BUDGET_S = 140  # nanoGPT's 2000 iterations on a CPU
 NANOGPT_LOSS = 1.87
@@ -65,14 +68,14 @@ def run(quick: bool = False) -> Section:
     return summarize(speed, trained, budget)
 
 
-def summarize(speed: dict, trained: dict, budget: float) -> Section:
+def summarize(speed: dict, trained: dict, budget: float, recipe: str = "registry recipe") -> Section:
     """The table, one row per measurement, and the verdicts, from what `measure` and `train_once` found."""
     train, gen = speed["train"], speed["generate"]
     rows = [row("training", "scratchlm gpt", train["scratchlm"]), row("training", "HF GPT2LMHeadModel", train["hf"]),
-            row(f"scratchlm train --time {budget:.0f}s", "scratchlm gpt, registry recipe", trained),
+            row(f"scratchlm train --time {budget:.0f}s", f"scratchlm gpt, {recipe}", trained),
             row("generation, 500 tokens", "scratchlm gpt", gen["scratchlm"]),
             row("generation, 500 tokens", "HF GPT2LMHeadModel", gen["hf"]),
-            row("generation, 2000 tokens, context 64", "scratchlm gpt", gen["long"])]
+            row(f"generation, 2000 tokens, context {speed['recipe']['block_size']}", "scratchlm gpt", gen["long"])]
     return Section(rows, notes(speed, trained, budget), [speed, trained])
 
 
@@ -81,11 +84,13 @@ def row(measure: str, model: str, found: dict) -> dict:
             "steps": found.get("steps"), "loss": found.get("valid_loss", found.get("last_loss"))}
 
 
-def train_once(seconds: float, tmp: Path) -> dict:
-    """`scratchlm train` with the registry recipe; the best full-pass validation loss it logged."""
+def train_once(seconds: float, tmp: Path, *options: str) -> dict:
+    """`scratchlm train` with the registry recipe (or `options` over it); the best full-pass validation
+    loss it logged."""
     out = tmp / "run"
     child = run_child(scratchlm_command("train", "--data", str(DATA), "--model", "gpt", "--tokenizer", "char",
-                                        "--time", f"{seconds:.0f}s", "--seed", "0", "--out", str(out), "--quiet"),
+                                        "--time", f"{seconds:.0f}s", "--seed", "0", "--out", str(out), "--quiet",
+                                        *options),
                       tmp / "train", env={"SCRATCHLM_CACHE": str(tmp / "cache")})
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     config = json.loads((out / "config.json").read_text())
@@ -118,7 +123,7 @@ def notes(speed: dict, trained: dict, budget: float) -> list[str]:
         f"{verdict(gen_ratio >= GENERATE_SPEED_TARGET)}). The two give the same greedy tokens for the first "
         f"{gen['same_tokens']} of {gen['scratchlm']['tokens']} (random weights: where two logits nearly tie, "
         "float rounding in the cached steps can pick either).",
-        f"Long generation: {gen['long']['tokens']} tokens through a {NANOGPT['block_size']}-token context (the "
+        f"Long generation: {gen['long']['tokens']} tokens through a {speed['recipe']['block_size']}-token context (the "
         "context jumps to its newest half when full; HF's positions end at n_positions, so it has no row).",
     ]
 
@@ -126,14 +131,13 @@ def notes(speed: dict, trained: dict, budget: float) -> list[str]:
 # ---------------------------------------------------------------- the child process: both models side by side
 
 
-def build_pair(vocab_size: int, block_size: int):
+def build_pair(vocab_size: int, block_size: int, c: dict = NANOGPT, device: str = "cpu"):
     """scratchlm's GPT and HF's GPT2LMHeadModel with the same config and the same weights."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from scratchlm.models.gpt import GPT, GPTConfig
 
-    c = NANOGPT
     torch.manual_seed(0)
     ours = GPT(GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=c["n_layer"], n_head=c["n_head"],
                          n_embd=c["n_embd"], dropout=0.0, bias=True))
@@ -142,7 +146,7 @@ def build_pair(vocab_size: int, block_size: int):
                         activation_function="gelu", tie_word_embeddings=True, bos_token_id=None, eos_token_id=None)
     hf = GPT2LMHeadModel(config)
     copy_weights(ours, hf)
-    return ours, hf
+    return ours.to(device), hf.to(device)
 
 
 def copy_weights(ours, hf) -> None:
@@ -163,10 +167,16 @@ def copy_weights(ours, hf) -> None:
             target.copy_(source)
 
 
-def measure_training(ours, hf, batches, rounds: int, steps: int) -> dict:
-    """Alternating rounds of `steps` steps each, the same batches for both; tokens/s over all rounds."""
+def measure_training(ours, hf, batches, rounds: int, steps: int, device: str = "cpu") -> dict:
+    """Alternating rounds of `steps` steps each, the same batches for both; tokens/s over all rounds.
+    On a GPU both run under bf16 autocast with AdamW's fused kernel, as `scratchlm train` does there."""
     import torch
     import torch.nn.functional as F
+
+    from scratchlm.speed import autocast, fused_adamw, to_device
+
+    dev = torch.device(device)
+    precision = "bf16" if dev.type == "cuda" else "fp32"
 
     def step_ours(model, x, y):
         return model(x, y)[1]
@@ -176,22 +186,25 @@ def measure_training(ours, hf, batches, rounds: int, steps: int) -> dict:
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
 
     models = {"scratchlm": (ours, step_ours), "hf": (hf, step_hf)}
-    optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
-                  for name, (m, _) in models.items()}
+    optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1,
+                                          fused=fused_adamw(dev)) for name, (m, _) in models.items()}
     seconds = dict.fromkeys(models, 0.0)
     losses = {name: [] for name in models}
     tokens = 0
     for r in range(rounds + 1):  # round 0 warms up both and is not counted
-        chunk = [batches.batch((r * steps + i) % len(batches)) for i in range(steps)]
+        chunk = [to_device(batches.batch((r * steps + i) % len(batches)), dev) for i in range(steps)]
         for name, (model, loss_of) in models.items():
             model.train()
+            synchronize(dev)
             start = time.perf_counter()
             for x, y in chunk:
-                loss = loss_of(model, x, y)
+                with autocast(dev, precision):
+                    loss = loss_of(model, x, y)
                 optimizers[name].zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizers[name].step()
+            synchronize(dev)
             if r:
                 seconds[name] += time.perf_counter() - start
                 losses[name].append(loss.item())
@@ -209,16 +222,18 @@ def measure_generation(ours, hf, prompt: list[int], tokens: int, repeats: int) -
 
     ours.eval()
     hf.eval()
+    dev = next(ours.parameters()).device
     times = {"scratchlm": [], "hf": []}
     out = {}
     for _ in range(repeats):
         start = time.perf_counter()
-        out["scratchlm"] = list(generate_ids(ours, prompt, tokens, None))
+        out["scratchlm"] = list(generate_ids(ours, prompt, tokens, None))  # ends on .item(): synchronized
         times["scratchlm"].append(time.perf_counter() - start)
         start = time.perf_counter()
         with torch.no_grad():
-            ids = hf.generate(torch.tensor([prompt]), max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False,
-                              use_cache=True, pad_token_id=0)
+            ids = hf.generate(torch.tensor([prompt], device=dev), max_new_tokens=tokens, min_new_tokens=tokens,
+                              do_sample=False, use_cache=True, pad_token_id=0)
+        synchronize(dev)
         times["hf"].append(time.perf_counter() - start)
         out["hf"] = ids[0, len(prompt):].tolist()
     rows = {name: {"what": "generation", "model": name, "tokens": tokens,
@@ -238,37 +253,49 @@ def measure_long(model, prompt: list[int], tokens: int) -> dict:
             "tokens_per_second": round(tokens / seconds, 1), "seconds": round(seconds, 3)}
 
 
-def measure(quick: bool) -> dict:
+def synchronize(device) -> None:
+    """Wait for the GPU's queued work, so that a host clock reads the time it took (a no-op on the CPU)."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(quick: bool, device: str = "cpu") -> dict:
     import torch
     import transformers
 
     from scratchlm.data.batches import lm_batches
     from scratchlm.data.pipeline import DataConfig, load_lm_data
     from scratchlm.data.tokenize import DOC, TokenizerSpec
-    from scratchlm.speed import tune_cpu_threads
+    from scratchlm.speed import resolve_device, tune_cpu_threads
 
     transformers.logging.set_verbosity_error()
     data = load_lm_data(DataConfig(path=str(DATA), tokenizer=TokenizerSpec(kind="char")), align=64)
     V = data.tokenizer.vocab_size
     load_start = os.getloadavg()[0]
-    ours, hf = build_pair(V, NANOGPT["block_size"])
+    c = RECIPES[device]
+    dev = resolve_device(device)  # on a GPU: TF32 and flash attention, as `scratchlm train` sets them
+    ours, hf = build_pair(V, c["block_size"], c, device)
     n_parameters = sum(p.numel() for p in ours.parameters())
-    # the thread counts scratchlm picks (speed.tune_cpu_threads), given to both: training reads 12 x 64 rows
-    # per matmul, generation one
-    tune_cpu_threads(torch.device("cpu"), n_parameters, NANOGPT["batch_size"] * NANOGPT["block_size"])
+    # the thread counts scratchlm picks (speed.tune_cpu_threads), given to both: training reads
+    # batch x context rows per matmul, generation one
+    tune_cpu_threads(dev, n_parameters, c["batch_size"] * c["block_size"])
     threads = {"training": torch.get_num_threads()}
-    x = torch.randint(0, V, (2, NANOGPT["block_size"]))
+    x = torch.randint(0, V, (2, c["block_size"]), device=dev)
     with torch.no_grad():
         init_diff = (ours.eval()(x)[0] - hf.eval()(input_ids=x).logits).abs().max().item()
-    batches = lm_batches(data.train_ids, NANOGPT["batch_size"], NANOGPT["block_size"], carries_state=False)
-    train = measure_training(ours, hf, batches, rounds=4 if quick else 10, steps=20)
-    tune_cpu_threads(torch.device("cpu"), n_parameters, 1)
+    batches = lm_batches(data.train_ids, c["batch_size"], c["block_size"], carries_state=False)
+    train = measure_training(ours, hf, batches, rounds=4 if quick else 10, steps=20, device=device)
+    tune_cpu_threads(dev, n_parameters, 1)
     threads["generation"] = torch.get_num_threads()
     prompt = [DOC] + data.tokenizer.encode(PROMPT)
-    ours_long, hf_long = build_pair(V, 512)
+    ours_long, hf_long = build_pair(V, 512, c, device)
     generate = measure_generation(ours_long, hf_long, prompt, 500, repeats=2 if quick else 3)
     generate["long"] = measure_long(ours, prompt, 2000)
-    return {"threads": threads, "vocab_size": V, "init_max_diff": init_diff, "train": train, "generate": generate,
+    return {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu", "recipe": c,
+            "hf_attention": hf.config._attn_implementation, "threads": threads, "vocab_size": V,
+            "init_max_diff": init_diff, "train": train, "generate": generate,
             "load_start": load_start, "load_end": os.getloadavg()[0]}
 
 
@@ -276,4 +303,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="the side-by-side measurements of the gpt benchmark, as JSON")
     parser.add_argument("what", choices=["measure"])
     parser.add_argument("--quick", action="store_true")
-    print(json.dumps(measure(parser.parse_args().quick)))
+    parser.add_argument("--device", choices=list(RECIPES), default="cpu")
+    args = parser.parse_args()
+    print(json.dumps(measure(args.quick, args.device)))

@@ -28,6 +28,7 @@ from types import ModuleType
 from typing import Any
 
 import gpt
+import gpt_gpu
 import human_numbers
 import ladder
 import memory
@@ -37,7 +38,7 @@ from common import BenchError, Section, log
 
 # Every benchmark, in the order they run and appear in RESULTS.md. A benchmark is a module with NAME,
 # TITLE, ABOUT and run(quick: bool) -> Section; adding one is adding it here (see bench/README.md).
-BENCHMARKS: list[ModuleType] = [human_numbers, ladder, wikitext, gpt, memory, reliability]
+BENCHMARKS: list[ModuleType] = [human_numbers, ladder, wikitext, gpt, gpt_gpu, memory, reliability]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 FORMAT = "scratchlm-bench/1"
@@ -64,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as e:  # one failing benchmark must not lose the others' results
             log(f"{bench.NAME} FAILED: {e}" if isinstance(e, BenchError) else traceback.format_exc())
             failed.append(bench.NAME)
+            continue
+        if not section.rows and bench.NAME in recorded(args.results):
+            log(f"{bench.NAME}: {' '.join(section.notes)}; its recorded figures are kept")
             continue
         record = section_record(bench, section, args.quick, time.perf_counter() - start, load_start, env)
         save(args.results, bench.NAME, record, env)
@@ -158,6 +162,12 @@ def save(results_dir: Path, name: str, record: dict, env: dict) -> None:
         results = {"format": FORMAT, "date": record["date"], **env, "benchmarks": {n: sections[n] for n in order}}
         atomic_write(path, json.dumps(results, indent=2) + "\n")
         atomic_write(results_dir / "RESULTS.md", render(results))
+
+
+def recorded(results_dir: Path) -> dict[str, Any]:
+    """The sections results.json holds now (none if there is no such file yet)."""
+    path = results_dir / "results.json"
+    return json.loads(path.read_text()).get("benchmarks", {}) if path.exists() else {}
 
 
 @contextmanager

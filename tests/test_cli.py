@@ -38,9 +38,11 @@ class Result:
 
 
 def cli_env() -> dict[str, str]:
-    """This process' environment (so the test's SCRATCHLM_CACHE), one torch thread (see conftest.py)."""
+    """This process' environment (so the test's SCRATCHLM_CACHE), one torch thread (see conftest.py), and
+    no GPU: the commands' results are compared with the Python API's on the CPU, which a GPU would not
+    match to the last digit (tests/test_speed.py covers the GPU)."""
     return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8",
-            "MPLBACKEND": "Agg"}
+            "MPLBACKEND": "Agg", "CUDA_VISIBLE_DEVICES": ""}
 
 
 def run_cli(*args: object, cwd: Path, timeout: float = 300) -> Result:

@@ -134,7 +134,7 @@ def test_score_is_the_sum_of_token_logprobs(run: Run):
 def test_windowed_logprobs_match_the_model(tmp_path: Path):
     import scratchlm
 
-    run = scratchlm.train("human-numbers", "mlp3", tmp_path / "mlp3", epochs=1, batch_size=64)
+    run = scratchlm.train("human-numbers", "mlp3", tmp_path / "mlp3", epochs=1, batch_size=64, device="cpu")
     ids = [DOC] + run.tokenizer.encode("one . two . three")
     logprobs = token_logprobs(run.model, ids, 3)
     first = run.model(torch.tensor([[DOC, DOC, DOC]]))[0][0, -1].log_softmax(-1)[ids[1]]
