@@ -21,6 +21,7 @@ The benchmark is skipped when the data or `transformers` (the `bench` extra) is 
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import json
 import os
@@ -72,6 +73,8 @@ def summarize(speed: dict, trained: dict, budget: float, recipe: str = "registry
     """The table, one row per measurement, and the verdicts, from what `measure` and `train_once` found."""
     train, gen = speed["train"], speed["generate"]
     rows = [row("training", "scratchlm gpt", train["scratchlm"]), row("training", "HF GPT2LMHeadModel", train["hf"]),
+            *([row("training", "scratchlm gpt, torch.compile", train["scratchlm_compiled"])]
+              if "scratchlm_compiled" in train else []),
             row(f"scratchlm train --time {budget:.0f}s", f"scratchlm gpt, {recipe}", trained),
             row("generation, 500 tokens", "scratchlm gpt", gen["scratchlm"]),
             row("generation, 500 tokens", "HF GPT2LMHeadModel", gen["hf"]),
@@ -105,7 +108,11 @@ def train_once(seconds: float, tmp: Path, *options: str) -> dict:
 
 def notes(speed: dict, trained: dict, budget: float) -> list[str]:
     train, gen = speed["train"], speed["generate"]
-    train_ratio = train["scratchlm"]["tokens_per_second"] / train["hf"]["tokens_per_second"]
+
+    def ratio_of(name: str) -> float | None:  # tokens/s over HF's
+        return train[name]["tokens_per_second"] / train["hf"]["tokens_per_second"] if name in train else None
+
+    train_ratio = ratio_of("scratchlm")
     gen_ratio = gen["scratchlm"]["tokens_per_second"] / gen["hf"]["tokens_per_second"]
     verdict = lambda ok: "met" if ok else "not met"
     return [
@@ -114,7 +121,9 @@ def notes(speed: dict, trained: dict, budget: float) -> list[str]:
         f"{speed['load_start']:.2f} at the start of the side-by-side run, {speed['load_end']:.2f} at its end.",
         f"Same starting weights: the largest logit difference at initialisation is {speed['init_max_diff']:.1e}.",
         f"Training speed: scratchlm {train_ratio:.2f}x HF's tokens/s (target >= {TRAIN_SPEED_TARGET}x: "
-        f"{verdict(train_ratio >= TRAIN_SPEED_TARGET)}).",
+        f"{verdict(train_ratio >= TRAIN_SPEED_TARGET)})"
+        + (f"; compiled (`--compile`), {compiled_ratio:.2f}x." if (compiled_ratio := ratio_of("scratchlm_compiled"))
+           else "."),
         f"Validation loss after {trained['seconds']:.0f} s of `scratchlm train` ({trained['steps']} steps, recipe "
         f"{trained['recipe']}): {trained['valid_loss']:.4f} (nanoGPT {NANOGPT_LOSS} in {BUDGET_S} s; target <= "
         f"{LOSS_TARGET}: {verdict(trained['valid_loss'] <= LOSS_TARGET)}"
@@ -167,9 +176,10 @@ def copy_weights(ours, hf) -> None:
             target.copy_(source)
 
 
-def measure_training(ours, hf, batches, rounds: int, steps: int, device: str = "cpu") -> dict:
+def measure_training(ours, hf, batches, rounds: int, steps: int, device: str = "cpu", compiled=None) -> dict:
     """Alternating rounds of `steps` steps each, the same batches for both; tokens/s over all rounds.
-    On a GPU both run under bf16 autocast with AdamW's fused kernel, as `scratchlm train` does there."""
+    On a GPU both run under bf16 autocast with AdamW's fused kernel, as `scratchlm train` does there.
+    `compiled`, a torch.compile'd copy of `ours`, runs a third turn each round (compiling in round 0)."""
     import torch
     import torch.nn.functional as F
 
@@ -186,6 +196,8 @@ def measure_training(ours, hf, batches, rounds: int, steps: int, device: str = "
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
 
     models = {"scratchlm": (ours, step_ours), "hf": (hf, step_hf)}
+    if compiled is not None:
+        models["scratchlm_compiled"] = (compiled, step_ours)
     optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1,
                                           fused=fused_adamw(dev)) for name, (m, _) in models.items()}
     seconds = dict.fromkeys(models, 0.0)
@@ -261,7 +273,7 @@ def synchronize(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(quick: bool, device: str = "cpu") -> dict:
+def measure(quick: bool, device: str = "cpu", compile: bool = False) -> dict:
     import torch
     import transformers
 
@@ -286,7 +298,8 @@ def measure(quick: bool, device: str = "cpu") -> dict:
     with torch.no_grad():
         init_diff = (ours.eval()(x)[0] - hf.eval()(input_ids=x).logits).abs().max().item()
     batches = lm_batches(data.train_ids, c["batch_size"], c["block_size"], carries_state=False)
-    train = measure_training(ours, hf, batches, rounds=4 if quick else 10, steps=20, device=device)
+    compiled = torch.compile(copy.deepcopy(ours)) if compile else None  # the same starting weights
+    train = measure_training(ours, hf, batches, rounds=4 if quick else 10, steps=20, device=device, compiled=compiled)
     tune_cpu_threads(dev, n_parameters, 1)
     threads["generation"] = torch.get_num_threads()
     prompt = [DOC] + data.tokenizer.encode(PROMPT)
@@ -304,5 +317,6 @@ if __name__ == "__main__":
     parser.add_argument("what", choices=["measure"])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--device", choices=list(RECIPES), default="cpu")
+    parser.add_argument("--compile", action="store_true", help="also time a torch.compile'd copy of scratchlm's model")
     args = parser.parse_args()
-    print(json.dumps(measure(args.quick, args.device)))
+    print(json.dumps(measure(args.quick, args.device, args.compile)))

@@ -57,7 +57,8 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=float, help="peak learning rate (default: the model's)")
     g.add_argument("--schedule", help="onecycle (default), cosine or constant")
     g.add_argument("--warmup", type=float, help="share of the run rising to the peak rate (default 0.25)")
-    g.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 0.01)")
+    g.add_argument("--weight-decay", type=float, help="decoupled weight decay on matrices (default 0.01)")
+    g.add_argument("--optimizer", help="adamw (default) or muon: Muon for the hidden matrices, AdamW for the rest")
     g.add_argument("--batch-size", type=int, help="rows per batch (default 64)")
     g.add_argument("--bptt", type=int, help="tokens per row per batch (default: the model's)")
     g.add_argument("--random-bptt", action="store_true", default=None,
@@ -74,7 +75,8 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
 
 def train_options(args: argparse.Namespace) -> dict:
     return {"epochs": args.epochs, "time": args.time, "lr": args.lr, "schedule": args.schedule,
-            "warmup": args.warmup, "weight_decay": args.weight_decay, "batch_size": args.batch_size,
+            "warmup": args.warmup, "weight_decay": args.weight_decay, "optimizer": args.optimizer,
+            "batch_size": args.batch_size,
             "bptt": args.bptt, "random_bptt": args.random_bptt, "grad_clip": args.grad_clip, "seed": args.seed,
             "device": args.device, "precision": args.precision, "on_nan": args.on_nan,
             "compile": args.compile}

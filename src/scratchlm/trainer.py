@@ -32,9 +32,11 @@ from scratchlm.data.batches import Batches
 from scratchlm.distributed import World
 from scratchlm.errors import Interrupted, UserError
 from scratchlm.models.base import detach_state
+from scratchlm.muon import MuonAdamW
 from scratchlm.speed import autocast, compile_model, fused_adamw, to_device
 
 SCHEDULES = ("onecycle", "cosine", "constant")
+OPTIMIZERS = ("adamw", "muon")
 MAX_SKIPPED_IN_A_ROW = 10  # --on-nan skip gives up after this many bad batches in a row
 
 
@@ -47,7 +49,8 @@ class TrainConfig:
     lr: float = 3e-3  # peak learning rate
     schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"  # learning rate over the run
     warmup: float = 0.25  # share of the run spent rising to the peak (onecycle, cosine)
-    weight_decay: float = 0.01  # AdamW's decoupled weight decay (Loshchilov and Hutter 2019)
+    weight_decay: float = 0.01  # decoupled weight decay on the matrices (AdamW, Loshchilov and Hutter 2019)
+    optimizer: Literal["adamw", "muon"] = "adamw"  # muon: Muon for the hidden matrices, AdamW for the rest
     batch_size: int = 64  # rows of the stream per batch
     bptt: int = 16  # tokens per row per batch: the back-propagation window
     random_bptt: bool = False  # vary the window around bptt each batch (AWD-LSTM); stateful models only
@@ -79,6 +82,8 @@ class TrainConfig:
             raise UserError(f"--batch-size {self.batch_size} and --bptt {self.bptt} must be between 1 and 1,000,000")
         if (self.patience is not None and self.patience < 1) or (self.eval_every is not None and self.eval_every < 1):
             raise UserError("--patience and --eval-every must be at least 1")
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         if self.on_nan not in ("stop", "skip"):
             raise UserError(f"--on-nan {self.on_nan!r}: choose stop (the default) or skip")
 
@@ -260,7 +265,8 @@ class Trainer:
                     window_scale = x.size(1) / cfg.bptt if cfg.random_bptt else 1.0
                     for group in self.optimizer.param_groups:
                         group["lr"] = lr_at(progress, cfg) * window_scale
-                        group["betas"] = (momentum_at(progress, cfg), group["betas"][1])
+                        if "betas" in group:  # Adam's; Muon keeps its own momentum
+                            group["betas"] = (momentum_at(progress, cfg), group["betas"][1])
                     with autocast(self.device, self.precision):
                         _, loss, carry = self.net(x, y, carry if model.carries_state else None)
                     loss_value = self.world.mean_loss(loss)  # the whole batch's: the same on every process
@@ -363,9 +369,12 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(), "rng": rng_state()}
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer | MuonAdamW:
     """AdamW, with weight decay on matrices only: decaying biases and norm gains only pulls them to
-    zero for no gain (GPT-2, nanoGPT). The fused CUDA kernel on a GPU."""
+    zero for no gain (GPT-2, nanoGPT). The fused CUDA kernel on a GPU. `optimizer="muon"`: Muon for the
+    hidden matrices, this AdamW for the rest (scratchlm.muon)."""
+    if cfg.optimizer == "muon":
+        return MuonAdamW(model, model.config.vocab_size, cfg.lr, cfg.weight_decay, fused_adamw(device))
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
