@@ -85,8 +85,8 @@ SPECS = [
               {"lr": 5e-3, "epochs": 15, "bptt": 16, "weight_decay": 0.7}),
     ModelSpec("gpt", "decoder-only Transformer: causal self-attention over a 64-token context (Radford et al. 2019)",
               "lm", GPTConfig, GPT, {"preset": "tiny"},
-              {"lr": 6e-3, "epochs": 2, "bptt": 64, "batch_size": 12, "schedule": "onecycle", "warmup": 0.1,
-               "weight_decay": 0.1, "grad_clip": 1.0}),
+              {"lr": 6e-3, "epochs": 2, "bptt": 64, "batch_size": 12, "schedule": "onecycle", "warmup": 0.02,
+               "weight_decay": 0.1, "grad_clip": 1.0, "optimizer": "muon"}),
 ]
 REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in SPECS}
 
