@@ -117,3 +117,10 @@ def test_train_with_muon_through_the_cli(tmp_path: Path):
                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and refused.stderr.strip() == (
         "scratchlm: error: unknown optimizer 'sgd'; choose one of adamw, muon")
+
+
+def test_resume_refuses_another_optimizer(tmp_path: Path):
+    """The saved optimizer state belongs to the optimizer that wrote it."""
+    scratchlm.train("human-numbers", "gpt", tmp_path / "run", optimizer="muon", epochs=1, device="cpu")
+    with pytest.raises(UserError, match="optimizer cannot change .'muon' in the run, 'adamw' given"):
+        scratchlm.train(out=tmp_path / "run", resume=True, epochs=2, optimizer="adamw")
