@@ -166,7 +166,7 @@ def seed_everything(seed: int) -> None:
 def rng_state() -> dict:
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].copy(),
              "numpy_pos": np.random.get_state()[2], "python": repr(random.getstate())}
-    if torch.cuda.is_available():
+    if torch.cuda.is_initialized():  # a GPU run's; reading it would start CUDA for a CPU run (and fail in a fork)
         state["cuda"] = torch.cuda.get_rng_state_all()
     return {k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in state.items()}
 

@@ -237,8 +237,10 @@ def test_logprobs_read_in_context_sized_chunks():
 # ---------------------------------------------------------------- end to end through the CLI
 
 def run_cli(*args: object, cwd: Path) -> subprocess.CompletedProcess:
-    """`python -m scratchlm ARGS` in a subprocess on one thread (see conftest.py), as test_cli.py runs it."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8", "MPLBACKEND": "Agg"}
+    """`python -m scratchlm ARGS` in a subprocess on one thread (see conftest.py) and on the CPU, as test_cli.py
+    runs it: its output is compared with the Python API's on the CPU."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8", "MPLBACKEND": "Agg",
+           "CUDA_VISIBLE_DEVICES": ""}
     return subprocess.run([sys.executable, "-m", "scratchlm", *map(str, args)], cwd=cwd, env=env, capture_output=True,
                           text=True, encoding="utf-8", timeout=300)
 
