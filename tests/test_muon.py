@@ -21,7 +21,7 @@ from scratchlm.errors import Interrupted, UserError
 from scratchlm.models.gpt import GPT, GPTConfig
 from scratchlm.models.recurrent import FusedRNN, FusedRNNConfig
 from scratchlm.muon import Muon, MuonAdamW, hidden_matrices, orthogonalize
-from scratchlm.trainer import TrainConfig
+from scratchlm.trainer import TrainConfig, make_optimizer
 
 
 @pytest.mark.parametrize("shape", [(24, 64), (64, 24), (32, 32)])
@@ -73,7 +73,8 @@ def test_hidden_matrices_leave_embeddings_and_the_output_layer_to_adamw():
     rnn = FusedRNN(FusedRNNConfig(vocab_size=30, n_hidden=16, cell="lstm"))  # an untied output layer
     hidden = hidden_matrices(rnn, 30)
     assert hidden and all(p is not rnn.h_o.weight and p is not rnn.i_h.weight for p in hidden)
-    optimizer = MuonAdamW(rnn, 30, lr=1e-3, weight_decay=0.1, fused=None)
+    optimizer = make_optimizer(rnn, TrainConfig(epochs=1, optimizer="muon"), torch.device("cpu"))
+    assert isinstance(optimizer, MuonAdamW)
     in_groups = [p for group in optimizer.param_groups for p in group["params"]]
     assert len(in_groups) == len(list(rnn.parameters()))  # every parameter, once
     assert {id(p) for p in in_groups} == {id(p) for p in rnn.parameters()}

@@ -16,8 +16,8 @@ that push small singular values up fast, landing each somewhere in about [0.5, 1
 
 An orthogonalised update moves every direction of the matrix by the same amount, where Adam's updates
 are dominated by a few; on the tiny shakespeare GPT it took the validation loss after 140 s on two CPU
-cores from 1.85 (AdamW) to 1.70, despite steps a third slower (bench/gpt.py). Embeddings, the output layer, biases and norm
-gains are not hidden matrices, and keep AdamW (`MuonAdamW`).
+cores from 1.85 (AdamW) to 1.70, despite steps a third slower (bench/gpt.py). Embeddings, the output
+layer, biases and norm gains are not hidden matrices, and keep AdamW (`MuonAdamW`).
 
 `Muon` computes what `torch.optim.Muon(adjust_lr_fn="match_rms_adamw")` does (tested), but iterates in
 fp32 on a CPU (torch's casts to bf16, which a CPU without AMX multiplies ~10x slower: a tiny GPT trained
@@ -97,20 +97,15 @@ def hidden_matrices(model: nn.Module, vocab_size: int) -> list[nn.Parameter]:
 
 
 class MuonAdamW:
-    """Muon for the hidden matrices and AdamW for every other parameter, stepped as one optimizer.
+    """Muon for the hidden matrices and AdamW for every other parameter, stepped as one optimizer
+    (`trainer.make_optimizer` builds the pair).
 
     `param_groups` lists both optimizers' groups (the trainer sets each one's lr from the schedule;
     Muon's groups have no `betas`); `state_dict` holds both, so a checkpoint resumes either exactly.
     """
 
-    def __init__(self, model: nn.Module, vocab_size: int, lr: float, weight_decay: float, fused: bool | None):
-        hidden = hidden_matrices(model, vocab_size)
-        taken = {id(p) for p in hidden}
-        rest = [p for p in model.parameters() if p.requires_grad and id(p) not in taken]
-        self.muon = Muon(hidden, lr=lr, weight_decay=weight_decay)
-        self.adamw = torch.optim.AdamW([{"params": [p for p in rest if p.dim() >= 2], "weight_decay": weight_decay},
-                                        {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0}],
-                                       lr=lr, betas=(0.9, 0.99), eps=1e-8, fused=fused)
+    def __init__(self, muon: Muon, adamw: torch.optim.AdamW):
+        self.muon, self.adamw = muon, adamw
 
     @property
     def param_groups(self) -> list[dict]:

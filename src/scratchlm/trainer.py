@@ -32,7 +32,7 @@ from scratchlm.data.batches import Batches
 from scratchlm.distributed import World
 from scratchlm.errors import Interrupted, UserError
 from scratchlm.models.base import detach_state
-from scratchlm.muon import MuonAdamW
+from scratchlm.muon import Muon, MuonAdamW, hidden_matrices
 from scratchlm.speed import autocast, compile_model, fused_adamw, to_device
 
 SCHEDULES = ("onecycle", "cosine", "constant")
@@ -373,13 +373,15 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> 
     """AdamW, with weight decay on matrices only: decaying biases and norm gains only pulls them to
     zero for no gain (GPT-2, nanoGPT). The fused CUDA kernel on a GPU. `optimizer="muon"`: Muon for the
     hidden matrices, this AdamW for the rest (scratchlm.muon)."""
-    if cfg.optimizer == "muon":
-        return MuonAdamW(model, model.config.vocab_size, cfg.lr, cfg.weight_decay, fused_adamw(device))
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99), eps=1e-8,
-                             fused=fused_adamw(device))
+    hidden = hidden_matrices(model, model.config.vocab_size) if cfg.optimizer == "muon" else []
+    taken = {id(p) for p in hidden}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in taken]
+    groups = [{"params": [p for p in rest if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0}]
+    adamw = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99), eps=1e-8, fused=fused_adamw(device))
+    if not hidden:
+        return adamw
+    return MuonAdamW(Muon(hidden, lr=cfg.lr, weight_decay=cfg.weight_decay), adamw)
 
 
 def format_row(row: dict) -> str:
