@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,26 @@ MAX_PIECE_CHARS = 1 << 20  # a line longer than this is handed on in pieces
 SNIFF_BYTES = 1 << 16  # bytes looked at to tell text from binary
 BOMS = [(codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")]
+UNPACK = "not a text file; unpack it{} and pass the folder (or a .txt file) as --data"
+DECOMPRESS = "not a text file; decompress it ({}) and pass the text (or the unpacked folder) as --data"
+NOT_TEXT = "a binary file, not text; pass a text file (or a folder of them) as --data"
+# (how the file begins, what it is, what to do): formats that are never text, told by their magic bytes
+# whatever the file is called, so that an archive is not taken for text without a byte-order mark.
+MAGIC = [(re.compile(pattern, re.DOTALL), what, advice) for pattern, what, advice in [
+    (rb"PK(\x03\x04|\x05\x06)", "a zip archive", UNPACK.format("")),
+    (rb"7z\xbc\xaf\x27\x1c", "a 7z archive", UNPACK.format(" (7z x)")),
+    (rb"Rar!\x1a\x07", "a rar archive", UNPACK.format(" (unrar x)")),
+    (rb".{257}ustar", "a tar archive", UNPACK.format(" (tar -xf)")),
+    (rb"\x1f\x8b", "a gzip-compressed file", DECOMPRESS.format("gunzip, or tar -xzf for a .tgz or .tar.gz")),
+    (rb"BZh[1-9](1AY&SY|\x17rE8P\x90)", "a bzip2-compressed file", DECOMPRESS.format("bunzip2, or tar -xjf for a .tar.bz2")),
+    (rb"\xfd7zXZ\x00", "an xz-compressed file", DECOMPRESS.format("unxz, or tar -xJf for a .tar.xz")),
+    (rb"\x28\xb5\x2f\xfd", "a zstd-compressed file", DECOMPRESS.format("unzstd, or tar --zstd -xf for a .tar.zst")),
+    (rb"%PDF-", "a PDF document", "not plain text; extract its text first (e.g. pdftotext) and pass that"),
+    (rb"\x89PNG\r\n\x1a\n", "a PNG image", NOT_TEXT),
+    (rb"\xff\xd8\xff", "a JPEG image", NOT_TEXT),
+    (rb"GIF8[79]a", "a GIF image", NOT_TEXT),
+    (rb"\x7fELF", "an ELF executable", NOT_TEXT),
+]]
 TEXT_SUFFIXES = {"", ".txt", ".text", ".md", ".rst", ".csv", ".tsv", ".json", ".jsonl", ".srt", ".tex",
                  ".html", ".xml", ".log", ".py", ".fountain"}
 
@@ -111,6 +132,8 @@ def open_corpus(spec: str, encoding: str | None = None) -> Corpus:
         files = [path]
     if encoding:
         encoding = codec_name(encoding, spec)
+        for p in files:  # an archive is never text, whatever encoding it is read with
+            refuse_known_binary(p, read_head(p))
     sources = tuple(Source(str(p), encoding or detect_encoding(p)) for p in files)
     return Corpus(spec, sources, hash_files(files, root=path))
 
@@ -124,11 +147,14 @@ def codec_name(encoding: str, spec: str) -> str:
 
 
 def detect_encoding(path: Path) -> str:
-    """UTF-8 if the whole file decodes as UTF-8, else a byte-order mark, else charset-normalizer's best guess."""
-    with open(path, "rb") as f:
-        head = f.read(SNIFF_BYTES)
+    """UTF-8 if the whole file decodes as UTF-8, else a byte-order mark, else charset-normalizer's best guess.
+
+    An archive, PDF, image or program is refused first by its magic bytes (see MAGIC), then anything with NUL bytes.
+    """
+    head = read_head(path)
     if not head:
         raise UserError(f"{path}: the file is empty; give a file with some text in it")
+    refuse_known_binary(path, head)
     for bom, name in BOMS:
         if head.startswith(bom):
             return name
@@ -144,6 +170,19 @@ def detect_encoding(path: Path) -> str:
         raise UserError(f"{path}: not UTF-8 and no other text encoding fits; "
                         "if it is text, pass --encoding NAME (e.g. latin-1)")
     return codecs.lookup(best.encoding).name
+
+
+def read_head(path: Path) -> bytes:
+    """The first bytes of a file, enough to tell text from binary."""
+    with open(path, "rb") as f:
+        return f.read(SNIFF_BYTES)
+
+
+def refuse_known_binary(path: Path, head: bytes) -> None:
+    """A UserError naming what the file is, if it begins as an archive, a PDF, an image or a program does."""
+    for magic, what, advice in MAGIC:
+        if magic.match(head):
+            raise UserError(f"{path}: {what}, {advice}")
 
 
 def decodes_as(path: Path, encoding: str) -> bool:

@@ -23,7 +23,7 @@ from typing import Literal
 
 import numpy as np
 
-from scratchlm.errors import UserError
+from scratchlm.errors import UserError, closest
 
 SPECIALS = ("<unk>", "<pad>", "<bos>", "<eos>", "<doc>")
 UNK, PAD, BOS, EOS, DOC = range(len(SPECIALS))
@@ -40,7 +40,12 @@ class TokenizerSpec:
     min_freq: int = 1  # char/word: drop tokens seen fewer times than this (they become <unk>)
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
+        if isinstance(self.kind, str) and self.kind.lower() in KINDS:
+            object.__setattr__(self, "kind", self.kind.lower())  # `BPE` is bpe (frozen: set it this once)
+        elif near := closest(str(self.kind), KINDS):
+            raise UserError(f"unknown tokenizer {self.kind!r}; did you mean {', '.join(near)}? "
+                            f"(choose one of {', '.join(KINDS)})")
+        else:
             raise UserError(f"unknown tokenizer {self.kind!r}; choose one of {', '.join(KINDS)}")
         if self.vocab_size is not None and not len(SPECIALS) < self.vocab_size <= 10_000_000:
             raise UserError(f"--vocab-size {self.vocab_size} is out of range; "

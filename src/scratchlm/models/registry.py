@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from scratchlm.errors import UserError
+from scratchlm.errors import UserError, closest
 from scratchlm.models.awd_lstm import AWDLSTM, AWDLSTMConfig
 from scratchlm.models.cells import ScratchRNN, ScratchRNNConfig
 from scratchlm.models.gpt import GPT, GPTConfig
@@ -92,9 +92,15 @@ REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in SPECS}
 
 
 def get_spec(name: str) -> ModelSpec:
-    if name not in REGISTRY:
-        raise UserError(f"unknown model {name!r}; choose one of {', '.join(REGISTRY)} (see `scratchlm models`)")
-    return REGISTRY[name]
+    """The entry called `name`, whatever its case (`LSTM` is lstm); its `.name` is the registry's spelling."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    same = [spec for key, spec in REGISTRY.items() if key.lower() == name.lower()]
+    if len(same) == 1:
+        return same[0]
+    if near := closest(name, REGISTRY):
+        raise UserError(f"unknown model {name!r}; did you mean {', '.join(near)}? (see `scratchlm models`)")
+    raise UserError(f"unknown model {name!r}; choose one of {', '.join(REGISTRY)} (see `scratchlm models`)")
 
 
 def settings_of(spec: ModelSpec) -> list[tuple[str, Any, str]]:
