@@ -20,8 +20,6 @@ from scratchlm.checkpoint import (
     PREV_STATE,
     STATE,
     RunDir,
-    atomic_write,
-    atomic_write_json,
     load_state,
     load_weights,
     pair_ok,
@@ -31,6 +29,7 @@ from scratchlm.checkpoint import (
     weights_step,
 )
 from scratchlm.errors import UserError
+from scratchlm.files import atomic_write, atomic_write_json
 from scratchlm.run import Run
 
 

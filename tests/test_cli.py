@@ -84,8 +84,10 @@ def run_dir(trained: tuple[Path, Result]) -> Path:
 def test_train(trained: tuple[Path, Result]):
     run_dir, result = trained
     ok(result)
-    summary = result.stdout.splitlines()[-1]
-    assert summary.startswith("rnn: ") and summary.endswith(f"run saved in {run_dir}")
+    summary = result.stdout.splitlines()[-3:]
+    assert summary[0].startswith("rnn: final accuracy ") and "validation loss" in summary[0]
+    assert "model.safetensors, the weights with the lowest validation loss: step 49" in summary[1]
+    assert summary[2] == f"Run saved in {run_dir}"
     assert result.stdout.splitlines()[0].split() == ["epoch", "step", "train_loss", "valid_loss", "accuracy",
                                                      "perplexity", "time"]
     for name in (CONFIG, TOKENIZER, BEST, LAST, STATE, METRICS, "loss.png"):
@@ -157,7 +159,9 @@ def test_lr_find(tmp_path: Path):
 def test_models(tmp_path: Path):
     lines = ok(run_cli("models", cwd=tmp_path)).stdout.splitlines()
     assert lines[0].split()[:2] == ["name", "task"]
-    assert [line.split()[0] for line in lines[1:]] == list(REGISTRY)
+    assert [line.split()[0] for line in lines[1:-2]] == list(REGISTRY)
+    assert lines[-1] == "parameters: language-model models for human-numbers' 35 tokens (words and specials)"
+    assert lines[1 + list(REGISTRY).index("rnn")].split()[2] == "8,675"  # 35 x 64 in, 64 x 64, 64 x 35 out, biases
 
 
 def test_models_name_lists_settings_that_set_accepts(tmp_path: Path):
@@ -276,7 +280,7 @@ MORE_BAD_INPUTS = [
     ("truncated-weights", ["generate", "{damaged_run}", "--prompt", "one ."], "damaged or not a safetensors file"),
     ("damaged-config", ["score", "{damaged_config_run}", "one ."], "damaged (not JSON)"),
     ("damaged-tokenizer", ["generate", "{damaged_tokenizer_run}"], "tokenizer.json: damaged (not JSON)"),
-    ("run-of-another-task", ["generate", "{other_task_run}"], "is a classifier run; this verb needs a lm run"),
+    ("run-of-another-task", ["generate", "{other_task_run}"], "is a classifier run, a task this version"),
     ("resume-run-of-another-task", ["train", "--resume", "--out", "{other_task_run}"], "is a classifier run"),
     ("resume-other-tokenizer", ["train", "--resume", "--out", "{word_run}", "--tokenizer", "char"],
      "the run's tokenizer kind is 'word', not 'char'"),

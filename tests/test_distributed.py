@@ -60,7 +60,7 @@ def test_two_processes_take_the_steps_of_one(tmp_path: Path):
     result = torchrun(2, "train", "--data", "human-numbers", *cli_options(OPTIONS), "--out", "two", "--quiet",
                       cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.count("run saved in") == 1  # rank 0 reports, the other process is silent
+    assert result.stdout.count("Run saved in") == 1  # rank 0 reports, the other process is silent
     scratchlm.train("human-numbers", out=tmp_path / "one", **OPTIONS)
 
     assert_same_metrics(tmp_path / "one", tmp_path / "two")

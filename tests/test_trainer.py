@@ -24,6 +24,7 @@ from scratchlm.errors import UserError
 from scratchlm.models import rnn as rnn_module
 from scratchlm.models.base import LanguageModel
 from scratchlm.models.registry import REGISTRY
+from scratchlm.tasks.lm import TASK as LM
 from scratchlm.trainer import Interrupted, StopRequest, TrainConfig, evaluate, lr_at, momentum_at
 
 # ---------------------------------------------------------------- schedules
@@ -113,7 +114,7 @@ def test_perplexity_is_exp_of_the_mean_loss_over_tokens():
     by_hand = torch.cat(losses).double().mean().item()
     assert by_hand != pytest.approx(torch.stack(batch_means).mean().item(), rel=1e-9)  # the two means differ here
 
-    result = evaluate(model, stream, torch.device("cpu"))
+    result = evaluate(model, stream, LM, torch.device("cpu"))
     assert result["tokens"] == 3 * 11
     assert result["loss"] == pytest.approx(by_hand, rel=1e-6)
     assert result["perplexity"] == pytest.approx(math.exp(by_hand), rel=1e-6)

@@ -13,7 +13,7 @@ from importlib import import_module
 
 __version__ = "0.1.0"
 
-_EXPORTS = {"train": "scratchlm.api", "lr_find": "scratchlm.api", "ladder": "scratchlm.ladder",
+_EXPORTS = {"train": "scratchlm.api", "lr_find": "scratchlm.api", "ladder": "scratchlm.race",
             "Run": "scratchlm.run", "UserError": "scratchlm.errors", "REGISTRY": "scratchlm.models.registry"}
 __all__ = ["REGISTRY", "Run", "UserError", "__version__", "ladder", "load", "lr_find", "train"]
 

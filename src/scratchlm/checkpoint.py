@@ -35,7 +35,6 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -43,48 +42,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from scratchlm.errors import UserError
+from scratchlm.files import atomic_write, atomic_write_json, fsync_dir, replacing
 
 FORMAT = "scratchlm-run/1"
 CONFIG, TOKENIZER, BEST, LAST, STATE, METRICS = (
     "config.json", "tokenizer.json", "model.safetensors", "last.safetensors", "state.pt", "metrics.jsonl")
 PREV_LAST, PREV_STATE, LOCK = "previous.safetensors", "previous-state.pt", ".lock"  # the checkpoint before the latest
 WRAPPER_PREFIXES = ("_orig_mod.", "module.")  # torch.compile, DistributedDataParallel
-
-
-def fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@contextmanager
-def replacing(path: Path) -> Iterator[Path]:
-    """A temporary name beside `path` to write to; once written it is flushed to disk and renamed over
-    `path`, so a crash leaves either the old file or the new one, never a mix.
-
-    A write that fails (a full disk) removes its temporary file: only a kill can leave one behind.
-    """
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        yield tmp
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    with replacing(path) as tmp:
-        tmp.write_bytes(data)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
 def unwrap(model: nn.Module) -> nn.Module:

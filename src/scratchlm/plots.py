@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
-from scratchlm.checkpoint import atomic_write
+from scratchlm.files import atomic_write
 
 
 def figure():
@@ -27,18 +28,21 @@ def save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_losses(history: list[dict], path: Path, title: str) -> None:
-    """Training and validation loss against step, validation accuracy on a second axis."""
+def plot_losses(history: list[dict], path: Path, title: str, metrics: Sequence[str] = ("accuracy",)) -> None:
+    """Training and validation loss against step, and the task's headline metric on a second axis."""
     fig, ax = figure()
     steps = [row["step"] for row in history]
     ax.plot(steps, [row["train_loss"] for row in history], "o-", label="train loss")
     ax.plot(steps, [row["valid_loss"] for row in history], "o-", label="validation loss")
     ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy (nats/token)")
-    accuracy = ax.twinx()
-    accuracy.plot(steps, [row["valid_accuracy"] for row in history], "s--", color="tab:green", label="accuracy")
-    accuracy.set_ylabel("validation accuracy")
-    lines = ax.get_legend_handles_labels()[0] + accuracy.get_legend_handles_labels()[0]
+    ax.set_ylabel("loss")
+    lines = ax.get_legend_handles_labels()[0]
+    if metrics:
+        second = ax.twinx()
+        for name in metrics:
+            second.plot(steps, [row[f"valid_{name}"] for row in history], "s--", color="tab:green", label=name)
+        second.set_ylabel("validation " + ", ".join(metrics))
+        lines += second.get_legend_handles_labels()[0]
     ax.legend(lines, [line.get_label() for line in lines], loc="center right")
     ax.set_title(title)
     save(fig, path)
@@ -58,10 +62,18 @@ def plot_lr_find(lrs: list[float], losses: list[float], suggestion: float, path:
 
 def plot_curves(curves: dict[str, tuple[list[float], list[float]]], path: Path, xlabel: str, ylabel: str,
                 title: str) -> None:
-    """One line per name: the ladder's validation accuracy against training time."""
+    """One line per name (the ladder's validation accuracy against training time). A curve identical
+    to one drawn before it (rnn3 computes what mlp3 does) is drawn dashed with open markers and named
+    after it, so it does not vanish under the first."""
     fig, ax = figure()
+    drawn: dict[tuple, str] = {}
     for name, (xs, ys) in curves.items():
-        ax.plot(xs, ys, "o-", markersize=3, label=name)
+        same = drawn.get(tuple(round(y, 6) for y in ys))
+        if same is None:
+            ax.plot(xs, ys, "o-", markersize=3, label=name)
+            drawn[tuple(round(y, 6) for y in ys)] = name
+        else:
+            ax.plot(xs, ys, "o--", markersize=6, markerfacecolor="none", label=f"{name} (= {same})")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.legend(fontsize="small")

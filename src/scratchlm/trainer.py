@@ -1,8 +1,13 @@
 """The trainer: one plain loop you can read in one screen, and the pure helpers it calls.
 
 Each step, in a fixed order (nanoGPT's): learning rate and momentum for this point of the schedule ->
-forward (carrying the recurrent state for stateful models) -> stop on a NaN/inf loss -> backward ->
-clip -> optimizer step -> detach the state (truncated BPTT) -> evaluate and checkpoint when due.
+the task's loss of the batch (carrying the recurrent state for stateful models) -> stop on a NaN/inf
+loss -> backward -> clip -> optimizer step -> detach the state (truncated BPTT) -> evaluate and
+checkpoint when due.
+
+What the batches are, what the loss is and which metrics an evaluation gives belong to the task
+(scratchlm.tasks.base); the loop, exact resume, several processes, the NaN policy, the time bound and
+the checkpoints exist here once for every task.
 
 The one hook a stateful model needs (fast.ai's ModelResetter) is written out in the loop: the carried
 state starts empty at each epoch, and evaluation starts its own.
@@ -19,25 +24,27 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
-from typing import Literal
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from scratchlm.checkpoint import RunDir
-from scratchlm.data.batches import Batches
 from scratchlm.distributed import World
 from scratchlm.errors import Interrupted, UserError
 from scratchlm.models.base import detach_state
 from scratchlm.muon import Muon, MuonAdamW, hidden_matrices
 from scratchlm.speed import autocast, compile_model, fused_adamw, to_device
 
+if TYPE_CHECKING:
+    from scratchlm.tasks.base import Batches, Task
+
 SCHEDULES = ("onecycle", "cosine", "constant")
 OPTIMIZERS = ("adamw", "muon")
 MAX_SKIPPED_IN_A_ROW = 10  # --on-nan skip gives up after this many bad batches in a row
+EVALUATIONS = 10  # a run bounded by time, without --eval-every, is evaluated at each tenth of its budget
 
 
 @dataclass
@@ -56,7 +63,7 @@ class TrainConfig:
     random_bptt: bool = False  # vary the window around bptt each batch (AWD-LSTM); stateful models only
     grad_clip: float | None = None  # clip the gradient norm to this; None: no clipping
     patience: int | None = None  # stop after this many evaluations without a better validation loss
-    eval_every: int | None = None  # steps between evaluations; None: at the end of each epoch
+    eval_every: int | None = None  # steps between evaluations; None: each epoch, or each tenth of a --time budget
     seed: int = 0  # the whole run (init, dropout, sampling in evaluation) follows from it
     device: str = "auto"  # auto, cpu or cuda
     precision: str = "auto"  # auto, fp32 or bf16 (autocast)
@@ -128,33 +135,24 @@ def cosine(start: float, end: float, p: float) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, stream: Batches, device: torch.device, precision: str = "fp32",
+def evaluate(model: nn.Module, batches: Batches, task: Task, device: torch.device, precision: str = "fp32",
              world: World | None = None) -> dict:
-    """Loss, accuracy and perplexity over a whole stream; perplexity is exp(mean loss over all tokens).
+    """The task's metrics over every validation batch.
 
-    The mean is taken over tokens, not over batches, so a shorter last batch counts for what it holds.
-    With several processes each reads its rows of the stream and the sums are added up before the
-    means are taken, so the numbers are those of one process reading it all.
+    Each batch gives the task's sums (summed loss, right guesses, tokens, ...); with several processes,
+    each reads its share and the sums are added up before `task.finish` takes the means, so the numbers
+    are those of one process reading it all.
     """
     was_training = model.training
     model.eval()
-    sums = torch.zeros(3, dtype=torch.float64, device=device)  # summed loss, right guesses, tokens
-    state = None  # a fresh state: evaluation never continues the training rows
-    for x, y in stream.batches():
-        if len(x) == 0:  # a process with no validation rows (fewer rows than processes) adds zeros
-            break
-        x, y = x.to(device), y.to(device)
+    total = torch.zeros(len(task.sums), dtype=torch.float64, device=device)
+    carry = None  # a fresh state: evaluation never continues the training rows
+    for batch in batches.batches():
         with autocast(device, precision):
-            logits, _, state = model(x, state=state if model.carries_state else None)
-        targets = y[:, -logits.size(1):]
-        sums[0] += F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), reduction="sum")
-        sums[1] += (logits.argmax(-1) == targets).sum()
-        sums[2] += targets.numel()
+            sums, carry = task.eval_sums(model, to_device(batch, device), carry)
+        total += sums.to(device)
     model.train(was_training)
-    total_loss, correct, count = (world or World()).sum(sums).tolist()
-    mean = total_loss / count
-    return {"loss": mean, "accuracy": correct / count, "perplexity": math.exp(min(mean, 700)),
-            "tokens": int(count)}
+    return task.finish(dict(zip(task.sums, (world or World()).sum(total).tolist(), strict=True)))
 
 
 def seed_everything(seed: int) -> None:
@@ -213,26 +211,28 @@ class StopRequest:
 
 
 class Trainer:
-    """Trains one model on one stream into one run directory; `fit()` is the whole loop.
+    """Trains one model on one task's batches into one run directory; `fit()` is the whole loop.
 
-    With several processes (`world`), each trains on its rows of every batch (the streams given are
+    With several processes (`world`), each trains on its share of every batch (the batches given are
     its shards) through `net`, the model under DistributedDataParallel; `model` stays the plain one
-    that is evaluated and saved.
+    that is evaluated and saved. Without a run directory (the learning-rate finder) nothing is saved.
     """
 
-    def __init__(self, model: nn.Module, train_stream: Batches, valid_stream: Batches, cfg: TrainConfig,
-                 run_dir: RunDir, device: torch.device, precision: str = "fp32", progress: bool = True,
-                 on_evaluation: Callable[[dict], None] | None = None, world: World | None = None):
-        self.model, self.cfg, self.run_dir, self.world = model, cfg, run_dir, world or World()
+    def __init__(self, model: nn.Module, task: Task, train_batches: Batches, valid_batches: Batches,
+                 cfg: TrainConfig, run_dir: RunDir | None, device: torch.device, precision: str = "fp32",
+                 progress: bool = True, on_evaluation: Callable[[dict], None] | None = None,
+                 world: World | None = None):
+        self.model, self.task, self.cfg, self.run_dir, self.world = model, task, cfg, run_dir, world or World()
         self.net = compile_model(self.world.wrap(model), cfg.compile)
-        self.train_stream, self.valid_stream = train_stream, valid_stream
+        self.train_batches, self.valid_batches = train_batches, valid_batches
         self.device, self.precision, self.progress = device, precision, progress
         self.on_evaluation = on_evaluation
         self.optimizer = make_optimizer(model, cfg, device)
-        self.steps_per_epoch = len(train_stream)
+        self.steps_per_epoch = len(train_batches)
         self.state = {"step": 0, "epoch": 0, "batch": 0, "carry": None, "elapsed": 0.0, "tokens": 0,
                       "best_loss": math.inf, "best_step": -1, "evals_since_best": 0, "history": [],
-                      "running_loss": 0.0, "running_steps": 0, "finished": False, "nan_streak": 0, "skipped": 0}
+                      "running_loss": 0.0, "running_steps": 0, "finished": False, "nan_streak": 0, "skipped": 0,
+                      "tenths": 0}
         self.epoch_length = self.steps_per_epoch  # batches in the epoch under way (random_bptt recuts them)
 
     def restore(self, state: dict) -> None:
@@ -240,6 +240,8 @@ class Trainer:
         self.optimizer.load_state_dict(state.pop("optimizer"))
         set_rng_state(state.pop("rng"))  # the same on every process: they all draw alike
         self.state.update(state, carry=self.world.rows_of(state.get("carry"), self.device))
+        if "tenths" not in state:  # a run from before evaluations at tenths: count the tenths already passed
+            self.state["tenths"] = int(self.progress_of(self.state["elapsed"]) * EVALUATIONS)
 
     def progress_of(self, elapsed: float) -> float:
         """How far through the run we are, in [0, 1], by steps or by time, whichever is further."""
@@ -247,57 +249,65 @@ class Trainer:
         by_time = elapsed / self.cfg.time if self.cfg.time else 0.0
         return max(by_steps, by_time)
 
+    def set_rates(self, progress: float, scale: float = 1.0) -> None:
+        """The schedule's learning rate (times `scale`) and Adam's momentum at this point of the run."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(progress, self.cfg) * scale
+            if "betas" in group:  # Adam's; Muon keeps its own momentum
+                group["betas"] = (momentum_at(progress, self.cfg), group["betas"][1])
+
+    def train_step(self, batch: tuple[torch.Tensor, ...], carry: Any) -> tuple[float, Any, int]:
+        """One optimizer step on `batch`: (the whole batch's loss, the carried state, tokens read).
+
+        A NaN/inf loss takes no step and returns the loss for the caller's policy; the state that went
+        through it is NaN too, so none is carried on."""
+        with autocast(self.device, self.precision):
+            loss, carry, tokens = self.task.loss(self.net, self.model, batch, carry)
+        loss_value = self.world.mean_loss(loss)  # the whole batch's: the same on every process
+        if not math.isfinite(loss_value):
+            return loss_value, None, tokens
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        return loss_value, detach_state(carry), tokens
+
     def fit(self) -> list[dict]:
-        s, cfg, model = self.state, self.cfg, self.model
+        s, cfg = self.state, self.cfg
         self.net.train()
         start, stopping = time.perf_counter() - s["elapsed"], False
         s["finished"] = self.bound_reached(s["elapsed"])
-        bar = progress_bar(self.progress, cfg.epochs * self.steps_per_epoch if cfg.epochs else None, s["step"])
-        with StopRequest().installed() as stop, bar:
+        with StopRequest().installed() as stop, Progress(self.progress, cfg, self.steps_per_epoch, s) as bar:
             while not s["finished"]:
                 carry = s["carry"] if s["batch"] > 0 else None  # the hidden state starts empty each epoch
                 batches = self.epoch_batches(s["epoch"])
                 self.epoch_length = len(batches)
                 for k in range(s["batch"], len(batches)):
-                    x, y = to_device(batches.batch(k), self.device)
+                    batch = to_device(batches.batch(k), self.device)
                     progress = self.progress_of(s["elapsed"])  # the clock every process agreed on
-                    # A shorter random window gets a proportionally smaller step (Merity et al. 2017, 4.1).
-                    window_scale = x.size(1) / cfg.bptt if cfg.random_bptt else 1.0
-                    for group in self.optimizer.param_groups:
-                        group["lr"] = lr_at(progress, cfg) * window_scale
-                        if "betas" in group:  # Adam's; Muon keeps its own momentum
-                            group["betas"] = (momentum_at(progress, cfg), group["betas"][1])
-                    with autocast(self.device, self.precision):
-                        _, loss, carry = self.net(x, y, carry if model.carries_state else None)
-                    loss_value = self.world.mean_loss(loss)  # the whole batch's: the same on every process
-                    finite = math.isfinite(loss_value)
-                    if finite:
-                        self.optimizer.zero_grad(set_to_none=True)
-                        loss.backward()
-                        if cfg.grad_clip:
-                            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                        self.optimizer.step()
-                        carry = detach_state(carry)
+                    self.set_rates(progress, self.task.lr_scale(batch, cfg))
+                    loss_value, carry, tokens = self.train_step(batch, carry)
+                    if math.isfinite(loss_value):
                         s["running_loss"] += loss_value
                         s["running_steps"] += 1
                         s["nan_streak"] = 0
-                    else:  # raises unless --on-nan skip; a state that went through the NaN is NaN too
+                    else:  # raises unless --on-nan skip
                         self.skip_bad_loss(loss_value)
-                        carry = None
 
                     s["step"], s["batch"] = s["step"] + 1, k + 1
-                    s["tokens"] += x.numel() * self.world.size
+                    s["tokens"] += tokens * self.world.size
                     s["elapsed"], stopping = self.world.agree(time.perf_counter() - start, stop.requested)
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)
+                    bar.show(s, loss_value)
                     epoch_done = s["batch"] == len(batches)
                     if epoch_done:
                         s["epoch"], s["batch"], carry = s["epoch"] + 1, 0, None
                     s["carry"] = carry
                     s["finished"] = self.bound_reached(s["elapsed"])
-                    due = epoch_done if cfg.eval_every is None else s["step"] % cfg.eval_every == 0
-                    if due or s["finished"]:
+                    if self.evaluation_due(epoch_done) or s["finished"]:
+                        began = time.perf_counter()
                         self.evaluate_and_checkpoint(bar)
+                        start += time.perf_counter() - began  # the clock counts training, not evaluating
                         _, stopping = self.world.agree(s["elapsed"], stop.requested)  # asked during evaluation
                     elif stopping:  # save where we are, without an evaluation the run did not ask for
                         self.save(is_best=False)
@@ -306,6 +316,20 @@ class Trainer:
                 if stopping and not s["finished"]:
                     raise Interrupted(s["step"])
         return s["history"]
+
+    def evaluation_due(self, epoch_done: bool) -> bool:
+        """Every --eval-every steps; else at each epoch's end, or, in a run bounded by time (whose epochs
+        can be longer than the budget), at each tenth of it, so that its curve has points to draw."""
+        s, cfg = self.state, self.cfg
+        if cfg.eval_every is not None:
+            return s["step"] % cfg.eval_every == 0
+        if cfg.time is None:
+            return epoch_done
+        tenths = min(int(self.progress_of(s["elapsed"]) * EVALUATIONS), EVALUATIONS)
+        if tenths > s["tenths"]:
+            s["tenths"] = tenths
+            return True
+        return False
 
     def skip_bad_loss(self, loss: float) -> None:
         """A NaN or inf loss: stop, keeping the last good checkpoint, or (--on-nan skip) drop the batch
@@ -321,10 +345,10 @@ class Trainer:
         warnings.warn(f"the loss became {loss} at step {s['step'] + 1}; the batch is skipped", stacklevel=2)
 
     def epoch_batches(self, epoch: int) -> Batches:
-        """The batches of one epoch: the same every epoch, or freshly cut windows with random_bptt."""
+        """The batches of one epoch: the same every epoch, or freshly cut ones (random_bptt)."""
         if self.cfg.random_bptt:
-            return self.train_stream.for_epoch(epoch, self.cfg.seed)
-        return self.train_stream
+            return self.train_batches.for_epoch(epoch, self.cfg.seed)
+        return self.train_batches
 
     def bound_reached(self, elapsed: float) -> bool:
         s, cfg = self.state, self.cfg
@@ -332,31 +356,33 @@ class Trainer:
                 or (cfg.time is not None and elapsed >= cfg.time)
                 or (cfg.patience is not None and s["evals_since_best"] >= cfg.patience))
 
-    def evaluate_and_checkpoint(self, bar) -> None:
+    def evaluate_and_checkpoint(self, bar: Progress) -> None:
         s = self.state
         train_loss = s["running_loss"] / max(s["running_steps"], 1)
         s["running_loss"], s["running_steps"] = 0.0, 0
-        metrics = evaluate(self.model, self.valid_stream, self.device, self.precision, self.world)
+        metrics = evaluate(self.model, self.valid_batches, self.task, self.device, self.precision, self.world)
         row = {"step": s["step"], "epoch": round(s["epoch"] + s["batch"] / self.epoch_length, 4),
-               "train_loss": train_loss, "valid_loss": metrics["loss"], "valid_accuracy": metrics["accuracy"],
-               "valid_perplexity": metrics["perplexity"], "lr": self.optimizer.param_groups[0]["lr"],
-               "tokens": s["tokens"], "seconds": round(s["elapsed"], 3),
+               "train_loss": train_loss, **{f"valid_{name}": metrics[name] for name in self.task.metrics},
+               "lr": self.optimizer.param_groups[0]["lr"], "tokens": s["tokens"], "seconds": round(s["elapsed"], 3),
                "tokens_per_second": round(s["tokens"] / max(s["elapsed"], 1e-9), 1)}
         s["history"] = s["history"] + [row]
-        is_best = metrics["loss"] < s["best_loss"]
+        score = self.task.score(metrics)
+        is_best = score < s["best_loss"]  # "best_loss": the task's score, the validation loss for most
         if is_best:
-            s["best_loss"], s["best_step"], s["evals_since_best"] = metrics["loss"], s["step"], 0
+            s["best_loss"], s["best_step"], s["evals_since_best"] = score, s["step"], 0
         else:
             s["evals_since_best"] += 1
             s["finished"] = s["finished"] or self.bound_reached(s["elapsed"])
         self.save(is_best)
-        if self.on_evaluation and self.world.is_main:
-            self.on_evaluation(row)
-        if self.progress:
-            bar.write(format_row(row), file=sys.stderr)
+        if self.world.is_main:
+            bar.write_row(self.task, row)
+            if self.on_evaluation:
+                self.on_evaluation(row)
 
     def save(self, is_best: bool) -> None:
         """Rank 0 writes the checkpoint and the metrics, while the other processes wait."""
+        if self.run_dir is None:
+            return
         state = self.checkpoint_state()  # every process takes part: it gathers their carried rows
         if self.world.is_main:
             self.run_dir.save_checkpoint(self.model, state, is_best)
@@ -384,18 +410,64 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> 
     return MuonAdamW(Muon(hidden, lr=cfg.lr, weight_decay=cfg.weight_decay), adamw)
 
 
-def format_row(row: dict) -> str:
-    return (f"epoch {row['epoch']:7.2f}  step {row['step']:>7}  train {row['train_loss']:.4f}  "
-            f"valid {row['valid_loss']:.4f}  accuracy {row['valid_accuracy']:.4f}  "
-            f"perplexity {row['valid_perplexity']:.3f}  {row['seconds']:.1f}s")
+class Progress:
+    """The progress bar on stderr, and the evaluation rows written above it as one table.
+
+    A run bounded by time shows its seconds against the budget, elapsed and remaining; one bounded by
+    epochs, its steps against the total."""
+
+    def __init__(self, enabled: bool, cfg: TrainConfig, steps_per_epoch: int, state: dict):
+        from tqdm.auto import tqdm
+
+        self.by_time = cfg.epochs is None
+        self.enabled, self.header_shown = enabled, False
+        if self.by_time:
+            self.bar = tqdm(total=round(cfg.time), initial=round(state["elapsed"]), disable=not enabled,
+                            file=sys.stderr, dynamic_ncols=True, leave=False, mininterval=0.5,
+                            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}{postfix}]")
+        else:
+            self.bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=state["step"], disable=not enabled,
+                            file=sys.stderr, unit="step", dynamic_ncols=True, leave=False, mininterval=0.5)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
+
+    def show(self, state: dict, loss: float) -> None:
+        if self.by_time:
+            self.bar.set_postfix_str(f"step {state['step']}, loss {loss:.3f}", refresh=False)
+            self.bar.update(min(round(state["elapsed"]), self.bar.total) - self.bar.n)
+        else:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+
+    def write_row(self, task: Task, row: dict) -> None:
+        if not self.enabled:
+            return
+        if not self.header_shown:
+            self.bar.write(format_row(task, None), file=sys.stderr)
+            self.header_shown = True
+        self.bar.write(format_row(task, row), file=sys.stderr)
 
 
-def progress_bar(enabled: bool, total: int | None, initial: int):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, disable=not enabled, file=sys.stderr, unit="step",
-                dynamic_ncols=True, leave=False, mininterval=0.5)
+def metric_columns(task: Task) -> list[str]:
+    return ["epoch", "step", "train_loss", *(f"valid_{m}" if m == "loss" else m for m in task.metrics), "time"]
 
 
-def train_config_dict(cfg: TrainConfig) -> dict:
-    return asdict(cfg)
+def format_row(task: Task, row: dict | None) -> str:
+    """One evaluation as a line of the metrics table, or (row None) its header; fixed widths, so the
+    lines written one by one during training line up."""
+    columns = metric_columns(task)
+    if row is None:
+        cells = columns
+    else:
+        metrics = task.format_metrics({m: row[f"valid_{m}"] for m in task.metrics})
+        cells = [f"{row['epoch']:.2f}", str(row["step"]), f"{row['train_loss']:.4f}",
+                 *(metrics[m] for m in task.metrics), f"{row['seconds']:.1f}s"]
+    return "  ".join(cell.ljust(max(len(name), 8)) for cell, name in zip(cells, columns, strict=True)).rstrip()
+
+
+def metrics_table(task: Task, history: list[dict]) -> str:
+    return "\n".join([format_row(task, None), *(format_row(task, row) for row in history)])

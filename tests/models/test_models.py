@@ -19,7 +19,7 @@ VOCAB = 35
 def build(name: str, **overrides):
     spec = REGISTRY[name]
     torch.manual_seed(0)
-    return spec.build(spec.make_config(VOCAB, overrides))
+    return spec.build(spec.make_config({"vocab_size": VOCAB}, overrides))
 
 
 def length_for(model) -> int:
@@ -99,14 +99,14 @@ def test_settings_are_typed_by_the_config():
     spec = get_spec("rnn-deep")
     assert parse_settings(spec, ["n_hidden=8", "cell=gru", "dropout=0.5"]) == {"n_hidden": 8, "cell": "gru",
                                                                              "dropout": 0.5}
-    model = spec.build(spec.make_config(VOCAB, parse_settings(spec, ["n_hidden=8", "cell=lstm"])))
+    model = spec.build(spec.make_config({"vocab_size": VOCAB}, parse_settings(spec, ["n_hidden=8", "cell=lstm"])))
     logits, _, state = model(torch.zeros(1, 3, dtype=torch.long))
     assert logits.shape == (1, 3, VOCAB) and isinstance(state, tuple)  # an LSTM carries (h, c)
     for bad in (["unknown_key=1"], ["n_hidden"], ["vocab_size=3"], ["n_hidden=abc"], ["cell=transformer"]):
         with pytest.raises(UserError):
             parse_settings(spec, bad)
     with pytest.raises(UserError, match="no setting"):
-        spec.make_config(VOCAB, {"unknown_key": 1})
+        spec.make_config({"vocab_size": VOCAB}, {"unknown_key": 1})
 
 
 def test_field_comments_follow_continuation_lines_but_not_new_remarks():

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scratchlm.checkpoint import TOKENIZER
 from scratchlm.data.batches import split_stream
 from scratchlm.data.cache import tokenize_corpus
 from scratchlm.data.human_numbers import NAME as HUMAN_NUMBERS
@@ -41,6 +42,19 @@ class LMData:
     train_ids: np.ndarray
     valid_ids: np.ndarray
     corpus: Corpus  # what was read: its content hash and encodings go into config.json
+
+    @property
+    def tokenizers(self) -> dict[str, Tokenizer]:
+        return {TOKENIZER: self.tokenizer}
+
+    @property
+    def content_hash(self) -> str:
+        return self.corpus.content_hash
+
+    def summary(self) -> dict:
+        return {"encodings": sorted({s.encoding for s in self.corpus.sources}), "documents": len(self.corpus.sources),
+                "train_tokens": len(self.train_ids), "valid_tokens": len(self.valid_ids),
+                "vocab_size": self.tokenizer.vocab_size}
 
 
 def load_lm_data(config: DataConfig, cache_dir: Path | None = None, tokenizer: Tokenizer | None = None,

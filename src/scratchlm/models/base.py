@@ -42,6 +42,11 @@ class LanguageModel(nn.Module):
     window: int | None = None
 
 
+def parameter_count(model: nn.Module) -> int:
+    """Every parameter, counted once (a tied weight is one tensor under two names)."""
+    return sum(p.numel() for p in model.parameters())
+
+
 def check_stack(cell: str, cells: dict, n_layers: int, n_hidden: int, dropout: float) -> None:
     """The checks every stacked recurrent config shares: a known cell, positive sizes, a dropout in [0, 1)."""
     if cell not in cells:

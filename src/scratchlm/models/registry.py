@@ -14,17 +14,18 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
 from scratchlm.errors import UserError, closest
 from scratchlm.models.awd_lstm import AWDLSTM, AWDLSTMConfig
+from scratchlm.models.base import parameter_count
 from scratchlm.models.cells import ScratchRNN, ScratchRNNConfig
 from scratchlm.models.gpt import GPT, GPTConfig
 from scratchlm.models.mlp import MLP3, MLPConfig
 from scratchlm.models.recurrent import FusedRNN, FusedRNNConfig
 from scratchlm.models.rnn import LoopRNN, LoopRNNConfig
-
-TASKS = ("lm",)  # language model; seq2seq, embedding and classifier join with their families
+from scratchlm.tasks import get_task
 
 
 @dataclass(frozen=True)
@@ -33,22 +34,39 @@ class ModelSpec:
 
     name: str  # what the user types: --model NAME
     idea: str  # one line: what this rung adds
-    task: str  # which verbs apply: lm
+    task: str  # the task it is trained for (scratchlm.tasks): which data, loss, metrics and verbs apply
     config_cls: type
     model_cls: type
     config: dict[str, Any] = field(default_factory=dict)  # defaults that make this entry, over the config's own
     train: dict[str, Any] = field(default_factory=dict)  # training defaults: lr, epochs, bptt, batch_size, ...
+    # A built-in corpus -> the (config, train) defaults that replace those above on it: a recipe sized to
+    # that corpus, as nanoGPT keeps one config per data set.
+    built_in: dict[str, tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=dict)
 
-    def make_config(self, vocab_size: int, overrides: dict[str, Any] | None = None) -> Any:
-        values = {**self.config, **(overrides or {}), "vocab_size": vocab_size}
+    def defaults_for(self, corpus: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The (config, train) defaults on `corpus`, a built-in corpus' name (None for a user's data)."""
+        config, train = self.built_in.get(corpus, ({}, {}))
+        return {**self.config, **config}, {**self.train, **train}
+
+    def make_config(self, dims: dict[str, int], overrides: dict[str, Any] | None = None) -> Any:
+        """The config: this entry's defaults, then `overrides` (--set), then `dims`, the sizes the task
+        takes from the data (vocab_size, ...), which no setting can change."""
+        values = {**self.config, **(overrides or {}), **dims}
         known = {f.name for f in dataclasses.fields(self.config_cls)}
         if unknown := sorted(set(values) - known):
             raise UserError(f"{self.name} has no setting {', '.join(unknown)}; its settings are "
-                            f"{', '.join(sorted(known - {'vocab_size'}))}")
+                            f"{', '.join(sorted(known - set(dims)))}")
         return self.config_cls(**values)
 
     def build(self, config: Any) -> nn.Module:
         return self.model_cls(config)
+
+    def parameters(self, config: Any) -> int:
+        """The model's parameter count, built aside on the meta device: no memory, and no draw from the
+        random generator, which would leave a run started afresh and one resumed before its first
+        checkpoint on different random streams."""
+        with torch.device("meta"):
+            return parameter_count(self.build(config))
 
 
 BOOK = "fast.ai ch. 12"
@@ -86,9 +104,14 @@ SPECS = [
     ModelSpec("gpt", "decoder-only Transformer: causal self-attention over a 64-token context (Radford et al. 2019)",
               "lm", GPTConfig, GPT, {"preset": "tiny"},
               {"lr": 6e-3, "epochs": 2, "bptt": 64, "batch_size": 12, "schedule": "onecycle", "warmup": 0.02,
-               "weight_decay": 0.1, "grad_clip": 1.0, "optimizer": "muon"}),
+               "weight_decay": 0.1, "grad_clip": 1.0, "optimizer": "muon"},
+              # 50k tokens give the recipe above 130 steps (0.30 accuracy): the ladder's width of 64, two layers,
+              # batches of 6 windows for 1,048 steps and a stronger decay reach 0.91 in ~18 s (3 seeds, median)
+              {"human-numbers": ({"n_layer": 2, "n_embd": 64},
+                                 {"epochs": 8, "batch_size": 6, "weight_decay": 0.5})}),
 ]
 REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in SPECS}
+DEFAULT_MODEL = "rnn"  # what `train` trains without --model
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -111,7 +134,12 @@ def settings_of(spec: ModelSpec) -> list[tuple[str, Any, str]]:
     comments = field_comments(inspect.getsource(spec.config_cls))
     defaults = {f.name: f.default for f in dataclasses.fields(spec.config_cls)}
     return [(name, spec.config.get(name, default), comments.get(name, ""))
-            for name, default in defaults.items() if name != "vocab_size"]
+            for name, default in defaults.items() if name not in data_dims(spec)]
+
+
+def data_dims(spec: ModelSpec) -> tuple[str, ...]:
+    """The config fields the task fills from the data (vocab_size, ...): no --set may change them."""
+    return get_task(spec.task).dims
 
 
 def field_comments(source: str) -> dict[str, str]:
@@ -136,8 +164,8 @@ def parse_settings(spec: ModelSpec, pairs: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
-        if not sep or key not in hints or key == "vocab_size":
-            settable = sorted(set(hints) - {"vocab_size"})
+        if not sep or key not in hints or key in data_dims(spec):
+            settable = sorted(set(hints) - set(data_dims(spec)))
             raise UserError(f"--set {pair!r}: expected KEY=VALUE with KEY one of {', '.join(settable)}")
         out[key] = parse_value(text, hints[key], key)
     return out

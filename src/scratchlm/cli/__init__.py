@@ -1,0 +1,309 @@
+"""The command line: one verb per job, each a thin layer over the Python API.
+
+The verbs every task shares (train, eval, lr-find, ladder, models) live here; each task adds its data
+options, its evaluation options and its own verbs from `scratchlm/cli/<task>.py` (the language model's
+generate and score: scratchlm/cli/lm.py), found by the task's name. Nothing here branches on a task.
+
+A user's mistake (`UserError`, or a bad argument) becomes one line on stderr and exit code 2; Ctrl-C
+during training saves and exits with 130. Anything else is a bug and keeps its traceback. PyTorch is
+imported only by the verbs that need it, so `--help` and a mistyped command answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from functools import cache
+from importlib import import_module
+
+from scratchlm.errors import Interrupted, UserError
+from scratchlm.tasks import TASK_NAMES
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+RECIPE = "the model's recipe: see `scratchlm models NAME`"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors as one line (the default prints the whole usage first)."""
+
+    def error(self, message: str) -> None:
+        raise UserError(f"{message} (see `{self.prog} --help`)")
+
+
+@cache
+def task_commands(name: str):
+    """The CLI module of a task: its data and evaluation options and its own verbs."""
+    return import_module(f"scratchlm.cli.{name}")
+
+
+def duration(text: str) -> float:
+    """'90', '90s', '5m', '1h30m' -> seconds."""
+    match = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", text.strip())
+    if not text.strip() or not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90s, 5m or 1h30m")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def add_data_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", help="human-numbers (built in), a text file, or a folder of text files")
+    g.add_argument("--encoding", help="the files' encoding (default: UTF-8, detected when that fails)")
+    g.add_argument("--tokenizer", help="char, word or bpe (default: word for human-numbers, char otherwise)")
+    g.add_argument("--vocab-size", type=int, help="keep this many tokens (bpe: merges up to this size)")
+    g.add_argument("--min-freq", type=int, help="drop tokens seen fewer times (char, word)")
+    for name in TASK_NAMES:
+        task_commands(name).add_data_options(p)
+
+
+def data_options(args: argparse.Namespace) -> dict:
+    """The data options the user gave (every task's); the model's task takes its own and refuses the rest."""
+    given = {"data": args.data, "encoding": args.encoding, "tokenizer": args.tokenizer,
+             "vocab_size": args.vocab_size, "min_freq": args.min_freq}
+    for name in TASK_NAMES:
+        given.update(task_commands(name).data_options(args))
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="a registry name (see `scratchlm models`); default rnn")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a model setting, e.g. --set n_hidden=128 (repeatable)")
+
+
+def add_train_options(p: argparse.ArgumentParser) -> None:
+    """The training options; where a model's recipe sets one, its default is the model's, which
+    `scratchlm models NAME` lists and the run's first line shows."""
+    g = p.add_argument_group("training", f"Unset options take {RECIPE}, else the default named below.")
+    g.add_argument("--epochs", type=int, help="passes over the training data")
+    g.add_argument("--time", type=duration, help="training time budget: 90s, 5m, 1h (evaluations not counted)")
+    g.add_argument("--lr", type=float, help="peak learning rate")
+    g.add_argument("--schedule", help="onecycle (else), cosine or constant")
+    g.add_argument("--warmup", type=float, help="share of the run rising to the peak rate (else 0.25)")
+    g.add_argument("--weight-decay", type=float, help="decoupled weight decay on matrices (else 0.01)")
+    g.add_argument("--optimizer", help="adamw (else) or muon: Muon for the hidden matrices, AdamW for the rest")
+    g.add_argument("--batch-size", type=int, help="rows per batch (else 64)")
+    g.add_argument("--bptt", type=int, help="tokens per row per batch (else 16)")
+    g.add_argument("--random-bptt", action="store_true", default=None,
+                   help="vary the window around --bptt each batch (AWD-LSTM; stateful models)")
+    g.add_argument("--grad-clip", type=float, help="clip the gradient norm to this (else none)")
+    g.add_argument("--patience", type=int, help="stop after this many evaluations without improvement")
+    g.add_argument("--eval-every", type=int,
+                   help="evaluate every N steps (else at each epoch's end, or each tenth of a --time budget)")
+    g.add_argument("--seed", type=int, help="random seed (default 0)")
+    g.add_argument("--device", help="auto (default), cpu or cuda")
+    g.add_argument("--precision", help="auto (default), fp32 or bf16")
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the model (faster steps on a GPU after a slow first one)")
+    g.add_argument("--on-nan", help="on a NaN/inf loss: stop (default; the last good checkpoint is kept) or skip the batch")
+    g.add_argument("--cache-dir", help="where token ids are cached (default ~/.cache/scratchlm)")
+
+
+TRAIN_OPTIONS = ("epochs", "time", "lr", "schedule", "warmup", "weight_decay", "optimizer", "batch_size", "bptt",
+                 "random_bptt", "grad_clip", "patience", "eval_every", "seed", "device", "precision", "compile",
+                 "on_nan")
+
+
+def train_options(args: argparse.Namespace) -> dict:
+    return {name: getattr(args, name) for name in TRAIN_OPTIONS}
+
+
+def model_settings(args: argparse.Namespace) -> dict | None:
+    if not args.set:
+        return None
+    from scratchlm.models.registry import DEFAULT_MODEL, get_spec, parse_settings
+
+    return parse_settings(get_spec(args.model or DEFAULT_MODEL), args.set)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from scratchlm.api import train
+    from scratchlm.trainer import metrics_table
+
+    run = train(model=args.model, out=args.out, settings=model_settings(args), resume=args.resume,
+                progress=not args.quiet, cache_dir=args.cache_dir, **data_options(args), **train_options(args))
+    if run is None:  # a process other than rank 0 of a torchrun launch: rank 0 reports
+        return 0
+    if args.quiet:  # without the progress display, the evaluations were not shown as they came
+        print(metrics_table(run.task, run.metrics))
+        print()
+    print(summary(run))
+    return 0
+
+
+def summary(run) -> str:
+    """What the run reached, and which weights the verbs will use, in words a newcomer follows."""
+    task, history = run.task, run.metrics
+    last, best = history[-1], min(history, key=lambda row: row["valid_loss"])
+    headline = task.headline
+    shown = task.format_metrics({m: last[f"valid_{m}"] for m in task.metrics})
+    final = ", ".join(f"{m} {shown[m]}" for m in task.metrics if m != "loss")
+    return (f"{run.spec.name}: final {final}, validation loss {shown['loss']}.\n"
+            f"The verbs (generate, score, eval, ...) use model.safetensors, the weights with the lowest validation "
+            f"loss: step {best['step']}, loss {best['valid_loss']:.4f}, {headline} {best[f'valid_{headline}']:.4f}. "
+            f"The lowest loss need not be the best {headline}: the loss also weighs how sure each guess was.\n"
+            f"Run saved in {run.path}")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from scratchlm.run import Run
+
+    run = Run.load(args.run, device=args.device or "auto")
+    options = {"data": args.data, "encoding": args.encoding, **task_commands(run.task.name).eval_options(args)}
+    result = run.eval(**{k: v for k, v in options.items() if v is not None})
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        shown = run.task.format_metrics(result)
+        keys = [k for k in result if k != "run"]
+        print(table(keys, [[shown.get(k, result[k]) for k in keys]]))
+    return 0
+
+
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    from scratchlm.api import lr_find
+
+    result = lr_find(model=args.model, plot=args.plot, steps=args.steps, settings=model_settings(args),
+                     cache_dir=args.cache_dir, **data_options(args), **train_options(args))
+    print(f"{result['model']}: loss lowest at lr {result['min_loss_lr']:.2e}; suggested lr {result['suggestion']:.2e}"
+          f" (plot: {result['plot']})")
+    return 0
+
+
+def cmd_ladder(args: argparse.Namespace) -> int:
+    from scratchlm.race import columns, ladder, rungs, table_cells
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models is not None else None
+    _, task = rungs(models)
+    options = {**data_options(args), **train_options(args)}
+    rows = ladder(models=models, out=args.out, progress=not args.quiet, cache_dir=args.cache_dir, **options)
+    print(table(columns(task), [table_cells(task, row) for row in rows]))
+    print(f"\ntable: {args.out}/ladder.md and ladder.json; plot: {args.out}/ladder.png")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from scratchlm.api import recipe
+    from scratchlm.models.registry import REGISTRY, get_spec, settings_of
+    from scratchlm.tasks import get_task
+
+    if args.name:
+        spec = get_spec(args.name)
+        print(f"{spec.name}: {spec.idea} [a {get_task(spec.task).title} model]\n")
+        print(table(["setting (--set KEY=VALUE)", "default", "meaning"],
+                    [[name, repr(value) if isinstance(value, str) else value, meaning]
+                     for name, value, meaning in settings_of(spec)]))
+        print("\ntraining defaults: " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in spec.train.items()))
+        whole = recipe(spec, {})
+        rest = [f"--{name.replace('_', '-')} {getattr(whole, name)}" for name in TRAIN_OPTIONS
+                if name not in spec.train and name not in ("device", "precision", "compile", "seed")
+                and getattr(whole, name) not in (None, False)]
+        print("training defaults it takes from the global ones: " + ", ".join(rest))
+        for corpus, (config, train) in spec.built_in.items():
+            changes = [f"--set {k}={v}" for k, v in config.items()] + [f"--{k.replace('_', '-')} {v}" for k, v in train.items()]
+            print(f"training on {corpus}: " + ", ".join(changes))
+        return 0
+    rows, notes = [], {}
+    for spec in REGISTRY.values():
+        task = get_task(spec.task)
+        data, dims = task.example_dims()
+        notes[task.name] = f"{task.title} models for {data}"
+        rows.append([spec.name, spec.task, f"{spec.parameters(spec.make_config(dims, {})):,}", spec.idea])
+    print(table(["name", "task", "parameters", "idea"], rows))
+    print("\nparameters: " + "; ".join(notes.values()))
+    return 0
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    """A plain text table, columns padded to their widest cell."""
+    cells = [header] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="scratchlm", description="Language models from scratch: train, generate, score, evaluate.")
+    from scratchlm import __version__
+
+    parser.add_argument("--version", action="version", version=f"scratchlm {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=Parser)
+
+    def verb(name: str, handler: Callable, help: str) -> argparse.ArgumentParser:
+        p = verbs.add_parser(name, help=help, description=help)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = verb("train", cmd_train, "train a model into a run directory (or continue one with --resume)")
+    add_data_options(p)
+    add_model_options(p)
+    add_train_options(p)
+    p.add_argument("--out", help="the run directory (default runs/MODEL-DATA)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    p.add_argument("--quiet", action="store_true", help="no progress bar; the evaluations are printed at the end")
+
+    for name in TASK_NAMES:
+        task_commands(name).add_verbs(verb)
+
+    p = verb("eval", cmd_eval, "the run's metrics on its validation split or on other data")
+    p.add_argument("run", help="a run directory")
+    p.add_argument("--data", help="data to evaluate on (default: the run's validation split)")
+    p.add_argument("--encoding", help="that data's encoding (default: UTF-8, detected when that fails)")
+    for name in TASK_NAMES:
+        task_commands(name).add_eval_options(p)
+    p.add_argument("--json", action="store_true", help="JSON instead of a table")
+    p.add_argument("--device", help="auto (default), cpu or cuda")
+
+    p = verb("lr-find", cmd_lr_find, "loss against learning rate: a plot and a suggested rate")
+    add_data_options(p)
+    add_model_options(p)
+    add_train_options(p)
+    p.add_argument("--plot", default="lr_find.png", help="where to write the plot (default lr_find.png)")
+    p.add_argument("--steps", type=int, default=100, help="steps of the sweep (default 100)")
+
+    p = verb("ladder", cmd_ladder, "train every model of a task on the same data: a table and a plot")
+    add_data_options(p)
+    add_train_options(p)
+    p.add_argument("--models", help="comma-separated rungs (default: every language model in the registry)")
+    p.add_argument("--out", default="runs/ladder", help="where the rungs' runs, table and plot go (default runs/ladder)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = verb("models", cmd_models, "the model registry: names, tasks, parameter counts; one model's settings")
+    p.add_argument("name", nargs="?", help="a model: list its settings and training defaults")
+    return parser
+
+
+def show_warning(message, *_) -> None:
+    """A warning (a damaged checkpoint replaced by the previous one) as one line, as errors are."""
+    print(f"scratchlm: warning: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    with warnings.catch_warnings():
+        warnings.showwarning = show_warning
+        return run_verb(argv)
+
+
+def run_verb(argv: Sequence[str] | None) -> int:
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "handler", None):
+            names = ", ".join(parser._subparsers._group_actions[0].choices)  # noqa: SLF001 (argparse keeps them there)
+            raise UserError(f"give a verb: {names} (see `scratchlm --help`)")
+        return args.handler(args)
+    except UserError as e:
+        print(f"scratchlm: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Interrupted as e:
+        print(f"scratchlm: {e}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("scratchlm: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `scratchlm generate ... | head`
+        return 0
