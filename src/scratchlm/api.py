@@ -183,7 +183,7 @@ def start_line(plan: Plan, n_parameters: int, resolved: dict) -> str:
     bound = " or ".join(([f"{cfg.epochs} epochs"] if cfg.epochs else []) + ([f"{cfg.time:g} s"] if cfg.time else []))
     clip = f", clip {cfg.grad_clip:g}" if cfg.grad_clip else ""
     return (f"{plan.spec.name}: {n_parameters:,} parameters; {cfg.optimizer} lr {cfg.lr:g} {cfg.schedule} "
-            f"(warmup {cfg.warmup:g}), weight decay {cfg.weight_decay:g}{clip}; batch {cfg.batch_size} x {cfg.bptt}; "
+            f"(warmup {cfg.warmup:g}), weight decay {cfg.weight_decay:g}{clip}; batch {plan.task.batch_shape(cfg)}; "
             f"{bound}; {resolved['device']} {resolved['precision']}, seed {cfg.seed}")
 
 

@@ -79,3 +79,22 @@ def plot_curves(curves: dict[str, tuple[list[float], list[float]]], path: Path, 
     ax.legend(fontsize="small")
     ax.set_title(title)
     save(fig, path)
+
+
+def plot_attention(source: Sequence[str], target: Sequence[str], weights, path: str | Path, title: str = "") -> None:
+    """The attention of each target token (rows) over the source tokens (columns), as a heat map
+    (Bahdanau et al. 2015, figure 3): a translation's alignment, read off the model."""
+    import numpy as np
+
+    weights = np.asarray(weights)[: len(target), : len(source)]
+    fig, ax = figure()
+    fig.set_size_inches(max(4.0, 0.45 * len(source) + 2), max(3.0, 0.35 * len(target) + 1.5))
+    image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(source)), [t.replace(" ", "·") for t in source], rotation=60, ha="right", fontsize=9)
+    ax.set_yticks(range(len(target)), [t.replace(" ", "·") for t in target], fontsize=9)
+    ax.set_xlabel("source")
+    ax.set_ylabel("translation")
+    fig.colorbar(image, ax=ax, fraction=0.04)
+    if title:
+        ax.set_title(title)
+    save(fig, Path(path))

@@ -70,12 +70,13 @@ def compile_model(model: nn.Module, enabled: bool) -> nn.Module:
     return torch.compile(model) if enabled else model
 
 
-def to_device(batch: tuple[torch.Tensor, ...], device: torch.device) -> tuple[torch.Tensor, ...]:
-    """A batch on `device`. To a GPU it is copied from pinned (page-locked) memory without blocking, so
-    the copy overlaps the work already queued on the GPU."""
+def to_device(batch: tuple, device: torch.device) -> tuple:
+    """A batch's tensors on `device` (anything else in it, such as reference texts, as it is). To a GPU
+    they are copied from pinned (page-locked) memory without blocking, so the copy overlaps the work
+    already queued on the GPU."""
     if device.type != "cuda":
-        return tuple(t.to(device) for t in batch)
-    return tuple(t.pin_memory().to(device, non_blocking=True) for t in batch)
+        return tuple(t.to(device) if isinstance(t, torch.Tensor) else t for t in batch)
+    return tuple(t.pin_memory().to(device, non_blocking=True) if isinstance(t, torch.Tensor) else t for t in batch)
 
 
 def fused_adamw(device: torch.device) -> bool | None:

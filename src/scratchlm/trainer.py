@@ -256,13 +256,13 @@ class Trainer:
             if "betas" in group:  # Adam's; Muon keeps its own momentum
                 group["betas"] = (momentum_at(progress, self.cfg), group["betas"][1])
 
-    def train_step(self, batch: tuple[torch.Tensor, ...], carry: Any) -> tuple[float, Any, int]:
+    def train_step(self, batch: tuple[torch.Tensor, ...], carry: Any, progress: float = 0.0) -> tuple[float, Any, int]:
         """One optimizer step on `batch`: (the whole batch's loss, the carried state, tokens read).
 
         A NaN/inf loss takes no step and returns the loss for the caller's policy; the state that went
         through it is NaN too, so none is carried on."""
         with autocast(self.device, self.precision):
-            loss, carry, tokens = self.task.loss(self.net, self.model, batch, carry)
+            loss, carry, tokens = self.task.loss(self.net, self.model, batch, carry, progress)
         loss_value = self.world.mean_loss(loss)  # the whole batch's: the same on every process
         if not math.isfinite(loss_value):
             return loss_value, None, tokens
@@ -287,7 +287,7 @@ class Trainer:
                     batch = to_device(batches.batch(k), self.device)
                     progress = self.progress_of(s["elapsed"])  # the clock every process agreed on
                     self.set_rates(progress, self.task.lr_scale(batch, cfg))
-                    loss_value, carry, tokens = self.train_step(batch, carry)
+                    loss_value, carry, tokens = self.train_step(batch, carry, progress)
                     if math.isfinite(loss_value):
                         s["running_loss"] += loss_value
                         s["running_steps"] += 1
@@ -345,10 +345,8 @@ class Trainer:
         warnings.warn(f"the loss became {loss} at step {s['step'] + 1}; the batch is skipped", stacklevel=2)
 
     def epoch_batches(self, epoch: int) -> Batches:
-        """The batches of one epoch: the same every epoch, or freshly cut ones (random_bptt)."""
-        if self.cfg.random_bptt:
-            return self.train_batches.for_epoch(epoch, self.cfg.seed)
-        return self.train_batches
+        """The batches of one epoch, as the task cuts them (the same every epoch, or drawn anew)."""
+        return self.task.epoch_batches(self.train_batches, epoch, self.cfg)
 
     def bound_reached(self, elapsed: float) -> bool:
         s, cfg = self.state, self.cfg
@@ -399,7 +397,8 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> 
     """AdamW, with weight decay on matrices only: decaying biases and norm gains only pulls them to
     zero for no gain (GPT-2, nanoGPT). The fused CUDA kernel on a GPU. `optimizer="muon"`: Muon for the
     hidden matrices, this AdamW for the rest (scratchlm.muon)."""
-    hidden = hidden_matrices(model, model.config.vocab_size) if cfg.optimizer == "muon" else []
+    outputs = getattr(model.config, "vocab_size", None) or getattr(model.config, "tgt_vocab_size", None)
+    hidden = hidden_matrices(model, outputs) if cfg.optimizer == "muon" else []
     taken = {id(p) for p in hidden}
     rest = [p for p in model.parameters() if p.requires_grad and id(p) not in taken]
     groups = [{"params": [p for p in rest if p.dim() >= 2], "weight_decay": cfg.weight_decay},

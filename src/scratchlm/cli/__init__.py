@@ -57,6 +57,9 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tokenizer", help="char, word or bpe (default: word for human-numbers, char otherwise)")
     g.add_argument("--vocab-size", type=int, help="keep this many tokens (bpe: merges up to this size)")
     g.add_argument("--min-freq", type=int, help="drop tokens seen fewer times (char, word)")
+    g.add_argument("--valid-fraction", type=float,
+                   help="share held out for validation (language models: from the end, 0.2 human-numbers, else 0.1; "
+                        "translation: whole source sentences, 0.05)")
     for name in TASK_NAMES:
         task_commands(name).add_data_options(p)
 
@@ -64,7 +67,7 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
 def data_options(args: argparse.Namespace) -> dict:
     """The data options the user gave (every task's); the model's task takes its own and refuses the rest."""
     given = {"data": args.data, "encoding": args.encoding, "tokenizer": args.tokenizer,
-             "vocab_size": args.vocab_size, "min_freq": args.min_freq}
+             "vocab_size": args.vocab_size, "min_freq": args.min_freq, "valid_fraction": args.valid_fraction}
     for name in TASK_NAMES:
         given.update(task_commands(name).data_options(args))
     return {k: v for k, v in given.items() if v is not None}
@@ -139,14 +142,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 def summary(run) -> str:
     """What the run reached, and which weights the verbs will use, in words a newcomer follows."""
     task, history = run.task, run.metrics
-    last, best = history[-1], min(history, key=lambda row: row["valid_loss"])
-    headline = task.headline
-    shown = task.format_metrics({m: last[f"valid_{m}"] for m in task.metrics})
+    def metrics(row: dict) -> dict:
+        return {m: row[f"valid_{m}"] for m in task.metrics}
+
+    last, best = history[-1], min(history, key=lambda row: task.score(metrics(row)))
+    shown, best_shown = task.format_metrics(metrics(last)), task.format_metrics(metrics(best))
     final = ", ".join(f"{m} {shown[m]}" for m in task.metrics if m != "loss")
+    headline = task.headline
     return (f"{run.spec.name}: final {final}, validation loss {shown['loss']}.\n"
-            f"The verbs (generate, score, eval, ...) use model.safetensors, the weights with the lowest validation "
-            f"loss: step {best['step']}, loss {best['valid_loss']:.4f}, {headline} {best[f'valid_{headline}']:.4f}. "
-            f"The lowest loss need not be the best {headline}: the loss also weighs how sure each guess was.\n"
+            f"The verbs ({', '.join(task.verbs)}, eval) use model.safetensors, the weights with {task.best_by}: "
+            f"step {best['step']}, loss {best_shown['loss']}, {headline} {best_shown[headline]}. {task.best_by_why}\n"
             f"Run saved in {run.path}")
 
 

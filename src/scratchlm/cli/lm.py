@@ -13,11 +13,10 @@ from collections.abc import Callable
 def add_data_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("language-model data")
     g.add_argument("--valid-data", help="a separate validation file (default: the end of --data)")
-    g.add_argument("--valid-fraction", type=float, help="share held out from the end (0.2 human-numbers, else 0.1)")
 
 
 def data_options(args: argparse.Namespace) -> dict:
-    return {"valid_data": args.valid_data, "valid_fraction": args.valid_fraction}
+    return {"valid_data": args.valid_data}
 
 
 def add_eval_options(p: argparse.ArgumentParser) -> None:

@@ -11,8 +11,9 @@ fewest methods that work:
     model_dims(tokenizers)        the model config fields the data fills (vocab_size, ...)
     batches(data, cfg, model, world)
                                   this process' train and validation Batches (see below)
-    loss(net, model, batch, carry)
+    loss(net, model, batch, carry, progress)
                                   one training step's loss, the carried state, the tokens it read
+                                  (`progress` in [0, 1]: where the run is, for a schedule of the task's own)
     eval_sums(model, batch, carry)
                                   one validation batch as sums that add across batches and processes
     finish(sums)                  the sums -> named metrics (`metrics` lists them; `headline` is the one
@@ -76,6 +77,9 @@ class Task:
     data_config_cls: ClassVar[type]  # the dataclass data_config() returns, rebuilt from config.json on resume
     tokenizer_files: ClassVar[tuple[str, ...]]  # files of the run directory read back as tokenizers
     run_class: ClassVar[type]  # the Run subclass the Python API gives for this task's runs
+    verbs: ClassVar[tuple[str, ...]]  # the task's own commands, for messages
+    best_by: ClassVar[str] = "the lowest validation loss"  # what `score` keeps, in words
+    best_by_why: ClassVar[str] = ""  # a sentence on why that choice, for the end-of-run summary
 
     def data_config(self, options: dict[str, Any]) -> Any:
         raise NotImplementedError
@@ -98,7 +102,8 @@ class Task:
     def batches(self, data: TaskData, cfg: Any, model: nn.Module, world: World) -> tuple[Batches, Batches]:
         raise NotImplementedError
 
-    def loss(self, net: nn.Module, model: nn.Module, batch: Batch, carry: Any) -> tuple[torch.Tensor, Any, int]:
+    def loss(self, net: nn.Module, model: nn.Module, batch: Batch, carry: Any,
+             progress: float) -> tuple[torch.Tensor, Any, int]:
         raise NotImplementedError
 
     def eval_sums(self, model: nn.Module, batch: Batch, carry: Any) -> tuple[torch.Tensor, Any]:
@@ -109,9 +114,18 @@ class Task:
 
     # ------------------------------------------------------------ defaults most tasks keep
 
+    def epoch_batches(self, batches: Batches, epoch: int, cfg: Any) -> Batches:
+        """The batches of one epoch: drawn anew from (seed, epoch) by batches that offer `for_epoch`."""
+        for_epoch = getattr(batches, "for_epoch", None)
+        return for_epoch(epoch, cfg.seed) if for_epoch else batches
+
     def lr_scale(self, batch: Batch, cfg: Any) -> float:
         """A factor on this batch's learning rate (random-length BPTT shortens a window's step)."""
         return 1.0
+
+    def batch_shape(self, cfg: Any) -> str:
+        """A batch as the run's first line shows it."""
+        return str(cfg.batch_size)
 
     def matmul_rows(self, model: nn.Module, cfg: Any, world: World) -> int:
         """Rows one matrix multiplication of a training step reads: decides the CPU thread count."""

@@ -159,6 +159,8 @@ class LanguageModelling(Task):
     data_config_cls = DataConfig
     tokenizer_files = (TOKENIZER,)
     run_class = LMRun
+    verbs = ("generate", "score")
+    best_by_why = ("The lowest loss need not be the best accuracy: the loss also weighs how sure each guess was.")
 
     def data_config(self, options: dict[str, Any]) -> DataConfig:
         check_options(options)
@@ -211,7 +213,8 @@ class LanguageModelling(Task):
         valid = lm_batches(data.valid_ids, cfg.batch_size, cfg.bptt, model.carries_state, shrink=True)
         return train.shard(world.rank, world.size), valid.shard(world.rank, world.size, even=False)
 
-    def loss(self, net: nn.Module, model: nn.Module, batch: Batch, carry: Any) -> tuple[torch.Tensor, Any, int]:
+    def loss(self, net: nn.Module, model: nn.Module, batch: Batch, carry: Any,
+             progress: float = 0.0) -> tuple[torch.Tensor, Any, int]:
         x, y = batch
         _, loss, carry = net(x, y, carry if model.carries_state else None)
         return loss, carry, x.numel()
@@ -233,9 +236,16 @@ class LanguageModelling(Task):
         return {"loss": mean, "accuracy": sums["correct"] / sums["tokens"], "perplexity": math.exp(min(mean, 700)),
                 "tokens": int(sums["tokens"])}
 
+    def epoch_batches(self, batches, epoch: int, cfg: TrainConfig):
+        """The same windows every epoch, or freshly cut random-length ones with --random-bptt."""
+        return batches.for_epoch(epoch, cfg.seed) if cfg.random_bptt else batches
+
     def lr_scale(self, batch: Batch, cfg: TrainConfig) -> float:
         """A shorter random window gets a proportionally smaller step (Merity et al. 2017, 4.1)."""
         return batch[0].size(1) / cfg.bptt if cfg.random_bptt else 1.0
+
+    def batch_shape(self, cfg: TrainConfig) -> str:
+        return f"{cfg.batch_size} x {cfg.bptt}"
 
     def matmul_rows(self, model: nn.Module, cfg: TrainConfig, world: World) -> int:
         """The batch for a recurrence, which goes one time step at a time; batch x window for a model that
