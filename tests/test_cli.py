@@ -160,7 +160,7 @@ def test_models(tmp_path: Path):
     lines = ok(run_cli("models", cwd=tmp_path)).stdout.splitlines()
     assert lines[0].split()[:2] == ["name", "task"]
     assert [line.split()[0] for line in lines[1:-2]] == list(REGISTRY)
-    assert lines[-1] == "parameters: language-model models for human-numbers' 35 tokens (words and specials)"
+    assert lines[-1].startswith("parameters: language-model models for human-numbers' 35 tokens (words and specials); ")
     assert lines[1 + list(REGISTRY).index("rnn")].split()[2] == "8,675"  # 35 x 64 in, 64 x 64, 64 x 35 out, biases
 
 

@@ -165,8 +165,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
     else:
         shown = run.task.format_metrics(result)
-        keys = [k for k in result if k != "run"]
+        keys = [k for k in result if k == "data" or not isinstance(result[k], str)]
         print(table(keys, [[shown.get(k, result[k]) for k in keys]]))
+        for key in (k for k in result if k not in keys and k != "run"):  # long texts: sacrebleu's signature
+            print(f"{key}: {result[key]}")
     return 0
 
 

@@ -25,6 +25,7 @@ from scratchlm.models.gpt import GPT, GPTConfig
 from scratchlm.models.mlp import MLP3, MLPConfig
 from scratchlm.models.recurrent import FusedRNN, FusedRNNConfig
 from scratchlm.models.rnn import LoopRNN, LoopRNNConfig
+from scratchlm.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from scratchlm.tasks import get_task
 
 
@@ -70,6 +71,7 @@ class ModelSpec:
 
 
 BOOK = "fast.ai ch. 12"
+TRANSLATION = {"lr": 2e-3, "epochs": 10, "batch_size": 64, "grad_clip": 1.0, "warmup": 0.1, "weight_decay": 0.01}
 SPECS = [
     ModelSpec("mlp3", f"fixed 3-token window, one hidden layer shared by all positions (Bengio 2003; {BOOK} LMModel1)",
               "lm", MLPConfig, MLP3, {}, {"lr": 1e-3, "epochs": 4, "bptt": 3}),
@@ -109,6 +111,12 @@ SPECS = [
               # batches of 6 windows for 1,048 steps and a stronger decay reach 0.91 in ~18 s (3 seeds, median)
               {"human-numbers": ({"n_layer": 2, "n_embd": 64},
                                  {"epochs": 8, "batch_size": 6, "weight_decay": 0.5})}),
+    ModelSpec("seq2seq", "encoder-decoder GRU: the decoder sees the source only through the encoder's last state "
+              "(Sutskever et al. 2014; Cho et al. 2014)", "translation", Seq2SeqConfig, Seq2Seq,
+              {"attention": "none", "bidirectional": False, "n_embed": 256, "n_hidden": 512}, TRANSLATION),
+    ModelSpec("seq2seq-attn", "the same with attention: each target word looks back at every source word "
+              "(Bahdanau et al. 2015; Luong et al. 2015)", "translation", Seq2SeqConfig, Seq2Seq,
+              {"attention": "bahdanau", "bidirectional": True, "n_embed": 256, "n_hidden": 256}, TRANSLATION),
 ]
 REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in SPECS}
 DEFAULT_MODEL = "rnn"  # what `train` trains without --model

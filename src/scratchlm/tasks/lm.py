@@ -253,8 +253,8 @@ class LanguageModelling(Task):
         return cfg.batch_size // world.size * (1 if model.carries_state else cfg.bptt)
 
     def format_metrics(self, metrics: dict[str, float]) -> dict[str, str]:
-        return {"loss": f"{metrics['loss']:.4f}", "accuracy": f"{metrics['accuracy']:.4f}",
-                "perplexity": f"{metrics['perplexity']:.3f}"}
+        shown = {"loss": "{:.4f}", "accuracy": "{:.4f}", "perplexity": "{:.3f}"}
+        return {k: form.format(metrics[k]) for k, form in shown.items() if k in metrics}
 
 
 def check_options(options: dict[str, Any]) -> None:

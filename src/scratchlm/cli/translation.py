@@ -1,0 +1,84 @@
+"""The translation task's part of the command line: its data options, `translate`, and what `eval`
+takes for it. The shared verbs are in scratchlm/cli/__init__.py."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+
+def add_data_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("translation data (sentence pairs: --data FILE.tsv, or --src and --tgt)")
+    g.add_argument("--src", help="line-aligned pairs: the source sentences, one a line")
+    g.add_argument("--tgt", help="line-aligned pairs: their translations, line by line")
+    g.add_argument("--columns", help="the TSV's source and target columns (default 0,1)")
+    g.add_argument("--reverse", action="store_true", default=None, help="translate from the target column to the source")
+    g.add_argument("--joint", action=argparse.BooleanOptionalAction, default=None,
+                   help="one vocabulary for both languages (default) or one each (--no-joint)")
+    g.add_argument("--max-length", type=int, help="leave out training pairs with a side longer than this (default 100 tokens)")
+
+
+def data_options(args: argparse.Namespace) -> dict:
+    return {"src": args.src, "tgt": args.tgt, "columns": args.columns, "reverse": args.reverse, "joint": args.joint,
+            "max_length": args.max_length}
+
+
+def add_eval_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("translation runs")
+    g.add_argument("--src", help="sentences to translate and score (default: the run's held-out split)")
+    g.add_argument("--ref", action="append", default=[], help="a reference file, line-aligned with --src (repeatable)")
+    g.add_argument("--beam", type=int, help="beam size (default 1: greedy)")
+    g.add_argument("--length-penalty", type=float, help="GNMT length normalisation alpha (default 1; 0 none)")
+
+
+def eval_options(args: argparse.Namespace) -> dict:
+    return {"src": args.src, "refs": args.ref or None, "beam": args.beam, "length_penalty": args.length_penalty}
+
+
+def add_verbs(verb: Callable[..., argparse.ArgumentParser]) -> None:
+    p = verb("translate", cmd_translate, "translate sentences with a trained translation model")
+    p.add_argument("run", help="a run directory")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="sentences (default: --file, else standard input)")
+    p.add_argument("--file", help="a file of sentences, one a line; one translation a line comes out")
+    p.add_argument("--beam", type=int, default=1, help="beam size (default 1: greedy)")
+    p.add_argument("--n-best", type=int, default=1, help="print the N best translations of each, separated by |||")
+    p.add_argument("--length-penalty", type=float, default=1.0, help="GNMT length normalisation alpha (default 1)")
+    p.add_argument("--max-length-ratio", type=float, default=2.0,
+                   help="stop after this many target tokens per source token, plus 10 (default 2)")
+    p.add_argument("--attention-map", metavar="PNG", help="draw the attention of the first sentence as a heat map")
+    p.add_argument("--encoding", help="--file's encoding (default: UTF-8, detected when that fails)")
+    p.add_argument("--device", help="auto (default), cpu or cuda")
+
+
+def cmd_translate(args: argparse.Namespace) -> int:
+    from scratchlm.data.pairs import read_lines
+    from scratchlm.errors import UserError
+    from scratchlm.tasks.translation import TranslationRun
+
+    if args.texts and args.file:
+        raise UserError("give sentences or --file, not both")
+    run = TranslationRun.load(args.run, device=args.device or "auto")
+    if args.texts:
+        texts = args.texts
+    elif args.file:
+        texts = read_lines(args.file, args.encoding)[0]
+    else:
+        texts = sys.stdin.read().splitlines()
+    if not texts:
+        raise UserError("nothing to translate: give sentences, --file, or lines on standard input")
+    results = run.translate(texts, beam=args.beam, n_best=args.n_best, length_penalty=args.length_penalty,
+                            max_length_ratio=args.max_length_ratio)
+    for result in results:
+        print(" ||| ".join(result) if args.n_best > 1 else result)
+    if args.attention_map:
+        from scratchlm.plots import plot_attention
+
+        first = run.translate(texts[:1], beam=args.beam, length_penalty=args.length_penalty, attention=True)[0]
+        if first["attention"] is None:
+            raise UserError(f"{run.spec.name} has no attention to draw; train seq2seq-attn")
+        plot_attention(first["source_tokens"], first["target_tokens"], first["attention"], args.attention_map)
+        print(f"attention map: {args.attention_map}", file=sys.stderr)
+    return 0
+
+

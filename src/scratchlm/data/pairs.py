@@ -1,0 +1,265 @@
+"""Sentence pairs for translation: read, checked line by line, split by source sentence, tokenized, batched.
+
+Two layouts:
+    a TSV file (Tatoeba's, as in eng-fra.tsv)   source<TAB>target[<TAB>attribution ...]  (--columns 0,1)
+    two line-aligned files (OpenNMT's)         --src train.en --tgt train.fr: line i of one translates line i
+
+Every file goes through the same reader as a language model's (`data/read.py`): UTF-8, else a byte-order
+mark, else a detected encoding, or `--encoding`; archives and binaries are named as what they are.
+Before anything is tokenized, each line is checked, and a bad one is named with its file and line: a
+missing column, an empty side, a control character; two files must have as many lines.
+
+The held-out split is grouped by source sentence. Tatoeba gives one English sentence several French
+translations ("Run!" -> "Cours !", "Courez !"); split pair by pair, a test sentence would be seen in
+training under another of its translations. Here whole source sentences are held out, and every
+translation of a held-out source is one of its references.
+
+Batches (`PairBatches`) hold pairs of similar length together (sorted within pools of 50 batches, so
+little padding), are drawn anew each epoch from (seed, epoch) alone, and give the same batch for the
+same index: a resumed run reads what the first would have.
+
+    src      (B, S)  source ids, PAD on the right          src_lengths (B,)
+    tgt_in   (B, T)  <bos> y1 y2 ... yn  PAD ...           the decoder's input: the target shifted right
+    targets  (B, T)  y1 y2 ... yn <eos> PAD ...            what it must predict, <eos> included
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scratchlm.data.batches import share
+from scratchlm.data.read import open_corpus
+from scratchlm.data.tokenize import BOS, EOS, PAD, Tokenizer, TokenizerSpec, train_tokenizer
+from scratchlm.errors import UserError
+
+POOL = 50  # batches whose pairs are sorted by length together: padding stays small, batches still vary
+
+
+@dataclass
+class PairsConfig:
+    """Where the pairs come from and how they are cut; saved in config.json."""
+
+    path: str | None = None  # a TSV file of pairs (Tatoeba's layout)
+    src: str | None = None  # or two line-aligned files: the sources ...
+    tgt: str | None = None  # ... and their translations
+    columns: tuple[int, int] = (0, 1)  # the TSV's source and target columns; others (attribution) are ignored
+    reverse: bool = False  # translate the other way: target column to source column
+    encoding: str | None = None  # None: UTF-8, else detected; or a codec name
+    tokenizer: TokenizerSpec = field(default_factory=lambda: TokenizerSpec(kind="bpe", vocab_size=8000))
+    joint: bool = True  # one vocabulary for both languages (BPE shares subwords across them), else one each
+    max_length: int | None = 100  # training pairs with a side longer than this many tokens are left out
+    valid_fraction: float = 0.05  # share of the pairs held out, whole source sentences at a time
+    min_valid: int = 1000  # at least this many held-out pairs (at most a fifth of a small file)
+    split_seed: int = 0  # which sentences are held out
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tokenizer, dict):
+            self.tokenizer = TokenizerSpec(**self.tokenizer)
+        self.columns = tuple(self.columns)
+        if (self.path is None) == (self.src is None and self.tgt is None):
+            raise UserError("give the pairs as --data FILE.tsv, or as --src FILE --tgt FILE (line-aligned)")
+        if self.path is None and (self.src is None or self.tgt is None):
+            raise UserError("--src and --tgt go together: the sources and their translations, line by line")
+        for name in ("path", "src", "tgt"):
+            if getattr(self, name) is not None:
+                setattr(self, name, str(Path(getattr(self, name)).expanduser().resolve()))
+        if len(self.columns) != 2 or min(self.columns) < 0 or self.columns[0] == self.columns[1]:
+            raise UserError(f"--columns {','.join(map(str, self.columns))}: give two different columns, e.g. 0,1")
+        if not 0 < self.valid_fraction < 1:
+            raise UserError(f"--valid-fraction {self.valid_fraction} must be between 0 and 1")
+        if self.max_length is not None and self.max_length < 1:
+            raise UserError(f"--max-length {self.max_length} must be at least 1")
+
+
+@dataclass
+class Pairs:
+    """Sentence pairs as text, in file order, and where they came from."""
+
+    sources: list[str]
+    targets: list[str]
+    content_hash: str
+    encodings: list[str]
+
+
+def read_pairs(cfg: PairsConfig) -> Pairs:
+    """Every pair of the TSV or of the two aligned files, each line checked (see the module docstring)."""
+    if cfg.path is not None:
+        lines, encoding, digest = read_lines(cfg.path, cfg.encoding)
+        sources, targets = split_columns(cfg.path, lines, cfg.columns)
+        encodings = [encoding]
+    else:
+        src_lines, src_encoding, src_digest = read_lines(cfg.src, cfg.encoding)
+        tgt_lines, tgt_encoding, tgt_digest = read_lines(cfg.tgt, cfg.encoding)
+        if len(src_lines) != len(tgt_lines):
+            raise UserError(f"--src {cfg.src} has {len(src_lines):,} lines and --tgt {cfg.tgt} has {len(tgt_lines):,}; "
+                            "line-aligned files must have as many")
+        sources, targets = src_lines, tgt_lines
+        encodings, digest = [src_encoding, tgt_encoding], hashlib.sha256((src_digest + tgt_digest).encode()).hexdigest()
+        for i, (s, t) in enumerate(zip(sources, targets, strict=True), 1):
+            if bool(s.strip()) != bool(t.strip()):
+                path = cfg.tgt if s.strip() else cfg.src
+                raise UserError(f"{path}:{i}: an empty line where the other file has a sentence")
+        kept = [(s, t) for s, t in zip(sources, targets, strict=True) if s.strip()]
+        sources, targets = [s for s, _ in kept], [t for _, t in kept]
+    if cfg.reverse:
+        sources, targets = targets, sources
+    if len(sources) < 2:
+        raise UserError(f"{cfg.path or cfg.src}: {len(sources)} sentence pair(s); translation needs more to learn from")
+    return Pairs(sources, targets, digest, encodings)
+
+
+def read_lines(path: str, encoding: str | None) -> tuple[list[str], str, str]:
+    """The lines of one file, without their line ends, each checked for control characters."""
+    if not Path(path).is_file():
+        raise UserError(f"{path}: no such file" + (" (a folder: give one file of sentences)" if Path(path).is_dir() else ""))
+    corpus = open_corpus(path, encoding)
+    source = corpus.sources[0]
+    lines = "".join(source.blocks()).splitlines()
+    for i, line in enumerate(lines, 1):
+        if bad := next((c for c in line if unicodedata.category(c) == "Cc" and c != "\t"), None):
+            raise UserError(f"{path}:{i}: holds the control character U+{ord(bad):04X}; a text file of sentences "
+                            "has none (is it the right file, or another encoding?)")
+    return lines, source.encoding, corpus.content_hash
+
+
+def split_columns(path: str, lines: list[str], columns: tuple[int, int]) -> tuple[list[str], list[str]]:
+    sources, targets = [], []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        cells = line.split("\t")
+        if len(cells) <= max(columns):
+            raise UserError(f"{path}:{i}: has {len(cells)} column(s), needs {max(columns) + 1}: a TSV of pairs "
+                            "is source<TAB>target (choose the columns with --columns)")
+        source, target = cells[columns[0]].strip(), cells[columns[1]].strip()
+        if not source or not target:
+            raise UserError(f"{path}:{i}: the {'source' if not source else 'target'} side is empty")
+        sources.append(source)
+        targets.append(target)
+    return sources, targets
+
+
+def held_out_sources(sources: Sequence[str], cfg: PairsConfig) -> set[str]:
+    """Whole source sentences, drawn with the split seed, until they cover the held-out share of pairs."""
+    counts: dict[str, int] = {}
+    for s in sources:
+        counts[s] = counts.get(s, 0) + 1
+    unique = list(counts)
+    order = np.random.default_rng(cfg.split_seed).permutation(len(unique))
+    wanted = max(math.ceil(cfg.valid_fraction * len(sources)), min(cfg.min_valid, len(sources) // 5), 1)
+    held, taken = set(), 0
+    for i in order:
+        if taken >= wanted or len(held) == len(unique) - 1:
+            break
+        held.add(unique[i])
+        taken += counts[unique[i]]
+    return held
+
+
+def train_tokenizers(pairs: Pairs, train_index: np.ndarray, cfg: PairsConfig) -> tuple[Tokenizer, Tokenizer]:
+    """The source and target tokenizers, trained on the training pairs only (the same one if joint)."""
+    sources = [pairs.sources[i] + "\n" for i in train_index]
+    targets = [pairs.targets[i] + "\n" for i in train_index]
+    if cfg.joint:
+        tokenizer = train_tokenizer([sources, targets], cfg.tokenizer)
+        return tokenizer, tokenizer
+    return train_tokenizer([sources], cfg.tokenizer), train_tokenizer([targets], cfg.tokenizer)
+
+
+def encode_lines(tokenizer: Tokenizer, lines: Sequence[str]) -> list[np.ndarray]:
+    """Each line's ids (no line end, no specials), in one batched call for BPE."""
+    hf = getattr(tokenizer, "hf", None)
+    if hf is not None:
+        return [np.asarray(e.ids, dtype=np.int64) for e in hf.encode_batch(list(lines))]
+    return [tokenizer.encode_block(line) for line in lines]
+
+
+@dataclass(frozen=True)
+class References:
+    """The last part of a validation batch: every reference of each source, and how to turn the model's
+    target ids into text to compare with them."""
+
+    texts: list[tuple[str, ...]]
+    decode: Callable[[list[int]], str]
+
+
+@dataclass(frozen=True)
+class PairBatches:
+    """Batches of pairs, bucketed by length; see the module docstring."""
+
+    src: tuple[np.ndarray, ...]  # each pair's source ids
+    tgt: tuple[np.ndarray, ...]  # each pair's target ids (for validation: the first reference)
+    batch_size: int  # pairs per batch
+    order: np.ndarray | None = None  # the pairs in batch order, batch_size at a time; None: by length
+    drop_last: bool = True  # training drops a last short batch (every process needs its even share)
+    references: tuple[tuple[str, ...], ...] | None = None  # validation: every reference of each source
+    decode: Callable[[list[int]], str] | None = None  # validation: the target tokenizer's decode
+    rows: tuple[int, int] | None = None  # (first, stop): the pairs of each batch this process reads
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise UserError(f"--batch-size {self.batch_size} must be at least 1")
+        if self.order is None:  # validation and a first epoch: longest first, so the first batch is the biggest
+            lengths = np.array([len(s) for s in self.src])
+            object.__setattr__(self, "order", np.argsort(-lengths, kind="stable"))
+        if len(self) == 0:
+            raise UserError(f"{len(self.src)} pair(s): too few for a batch of {self.batch_size}; "
+                            "use a smaller --batch-size or more pairs")
+
+    def __len__(self) -> int:
+        full, rest = divmod(len(self.src), self.batch_size)
+        return full + (1 if rest and not self.drop_last else 0)
+
+    def for_epoch(self, epoch: int, seed: int) -> PairBatches:
+        """This epoch's batches: the pairs shuffled, sorted by length within pools of POOL batches, cut,
+        and the batches shuffled; from (seed, epoch) alone, so a resumed run draws the same."""
+        rng = np.random.default_rng([seed, epoch, 7])
+        order = rng.permutation(len(self.src))
+        lengths = np.array([len(self.src[i]) + len(self.tgt[i]) for i in order])
+        pool = POOL * self.batch_size
+        for start in range(0, len(order), pool):
+            part = slice(start, start + pool)
+            order[part] = order[part][np.argsort(lengths[part], kind="stable")]
+        n = len(self)
+        batches = order[: n * self.batch_size].reshape(n, self.batch_size)[rng.permutation(n)]
+        return replace(self, order=np.concatenate([batches.reshape(-1), order[n * self.batch_size:]]))
+
+    def indices(self, k: int) -> np.ndarray:
+        first, stop = k * self.batch_size, min((k + 1) * self.batch_size, len(self.src))
+        if self.rows:
+            first, stop = min(first + self.rows[0], stop), min(first + self.rows[1], stop)
+        return self.order[first:stop]
+
+    def batch(self, k: int) -> tuple:
+        """(src, src_lengths, tgt_in, targets), and for validation the references of each source."""
+        index = self.indices(k)
+        src = pad([self.src[i] for i in index])
+        tgt_in = pad([np.concatenate([[BOS], self.tgt[i]]) for i in index])
+        targets = pad([np.concatenate([self.tgt[i], [EOS]]) for i in index])
+        lengths = torch.tensor([len(self.src[i]) for i in index], dtype=torch.long)
+        if self.references is None:
+            return src, lengths, tgt_in, targets
+        return src, lengths, tgt_in, targets, References([self.references[i] for i in index], self.decode)
+
+    def batches(self, start: int = 0):
+        for k in range(start, len(self)):
+            yield self.batch(k)
+
+    def shard(self, rank: int, world_size: int, even: bool = True) -> PairBatches:
+        return replace(self, rows=share(self.batch_size, rank, world_size, even))
+
+
+def pad(rows: list[np.ndarray]) -> torch.Tensor:
+    """Rows of ids as one (B, longest) int64 tensor, PAD on the right."""
+    out = torch.full((len(rows), max((len(r) for r in rows), default=0)), PAD, dtype=torch.long)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
+    return out
