@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 from pathlib import Path
 
@@ -256,3 +257,15 @@ def test_the_tatoeba_file_reads_and_splits_by_source():
     assert held_pairs >= 0.05 * len(pairs.sources) and held_pairs >= 1000
     with pytest.raises(UserError, match="columns"):
         read_pairs(PairsConfig(path=str(SHARED), columns=(0, 5)))
+
+
+def test_scheduled_sampling_rises_with_the_run(toy_tsv: Path, tmp_path: Path):
+    from scratchlm.models.registry import get_spec
+    from scratchlm.tasks.translation import sampling_rate
+
+    spec = get_spec("seq2seq-attn")
+    model = spec.build(spec.make_config({"src_vocab_size": 20, "tgt_vocab_size": 20}, {"sampling": 0.5}))
+    assert [sampling_rate(model, p) for p in (0.0, 0.5, 1.0, 2.0)] == [0.0, 0.25, 0.5, 0.5]
+    run = scratchlm.train(str(toy_tsv), "seq2seq-attn", tmp_path / "ss", tokenizer="word", epochs=1, batch_size=32,
+                          settings={"n_embed": 16, "n_hidden": 16, "sampling": 0.5})
+    assert run.model.config.sampling == 0.5 and math.isfinite(run.metrics[-1]["valid_loss"])

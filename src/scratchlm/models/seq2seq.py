@@ -79,6 +79,8 @@ class Seq2SeqConfig:
     n_attention: int | None = None  # width of Bahdanau's scoring layer (W_q s + W_k h); None: n_hidden
     dropout: float = 0.2  # on the embeddings, between stacked layers and before the output layer
     tie_embeddings: bool = False  # the output layer's matrix is the target embedding (via a projection if needed)
+    sampling: float = 0.0  # scheduled sampling (Bengio et al. 2015): the share of its own predictions the decoder
+    #                        is fed in training, reached linearly by the end of the run; 0: teacher forcing only
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -89,6 +91,8 @@ class Seq2SeqConfig:
             raise UserError("n_embed, n_hidden, n_layers and n_attention must be at least 1")
         if min(self.src_vocab_size, self.tgt_vocab_size) < 0:
             raise UserError("src_vocab_size and tgt_vocab_size cannot be negative")
+        if not 0 <= self.sampling <= 1:
+            raise UserError(f"sampling {self.sampling} must be in [0, 1]")
         if not 0 <= self.dropout < 1:
             raise UserError(f"dropout {self.dropout} must be in [0, 1)")
         if self.input_feeding and self.attention not in ("dot", "general"):
