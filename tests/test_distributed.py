@@ -135,3 +135,27 @@ def test_verbs_of_one_process_refuse_torchrun(verb: str, tmp_path: Path, monkeyp
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.chdir(tmp_path)
     assert main([verb, "--data", "human-numbers", "--epochs", "1"]) == EXIT_USER_ERROR
+
+
+def test_two_processes_translate_as_one(tmp_path: Path):
+    """Pairs split by index: each process takes its rows of every batch; BLEU's statistics add up."""
+    import random
+
+    words, rng = ["zero", "one", "two", "three", "four", "five"], random.Random(0)
+    sentences = [[rng.choice(words) for _ in range(rng.randint(2, 5))] for _ in range(300)]
+    data = tmp_path / "pairs.tsv"  # a toy language pair: the words reversed, in capitals
+    data.write_text("".join(f"{' '.join(w)}\t{' '.join(x.upper() for x in reversed(w))}\n" for w in sentences))
+    options = ["--data", str(data), "--model", "seq2seq-attn", "--tokenizer", "word", "--epochs", "2",
+               "--batch-size", "16", "--set", "n_embed=16", "--set", "n_hidden=16", "--set", "dropout=0",
+               "--device", "cpu", "--quiet"]
+    result = torchrun(2, "train", *options, "--out", "two", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    one = subprocess.run([sys.executable, "-m", "scratchlm", "train", *options, "--out", "one"], cwd=tmp_path,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=TIMEOUT)
+    assert one.returncode == 0, one.stderr[-2000:]
+    rows_one, rows_two = RunDir(tmp_path / "one").read_metrics(), RunDir(tmp_path / "two").read_metrics()
+    for a, b in zip(rows_one, rows_two, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+        assert a["valid_loss"] == pytest.approx(b["valid_loss"], rel=1e-4)
+        assert a["valid_bleu"] == pytest.approx(b["valid_bleu"], abs=0.5)  # greedy argmax may flip on a near tie
+    assert max_difference(tmp_path / "one", tmp_path / "two") < 1e-3

@@ -112,7 +112,8 @@ def test_held_out_sources_keep_all_their_references(tmp_path: Path):
 def test_the_decoder_input_is_the_target_shifted_right_behind_bos():
     batches = PairBatches((np.array([5, 6, 7]), np.array([8])), (np.array([9, 10]), np.array([11, 12, 13])), 2,
                           drop_last=False)
-    src, lengths, tgt_in, targets = batches.batch(0)
+    src, lengths, tgt_in, targets, weight = batches.batch(0)
+    assert float(weight) == 1.0  # one process: its tokens are the batch's
     assert src.tolist() == [[5, 6, 7], [8, PAD, PAD]] and lengths.tolist() == [3, 1]
     assert tgt_in.tolist() == [[BOS, 9, 10, PAD], [BOS, 11, 12, 13]]
     assert targets.tolist() == [[9, 10, EOS, PAD], [11, 12, 13, EOS]]

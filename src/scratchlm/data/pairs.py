@@ -203,6 +203,7 @@ class PairBatches:
     references: tuple[tuple[str, ...], ...] | None = None  # validation: every reference of each source
     decode: Callable[[list[int]], str] | None = None  # validation: the target tokenizer's decode
     rows: tuple[int, int] | None = None  # (first, stop): the pairs of each batch this process reads
+    processes: int = 1  # how many processes share each batch
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -239,14 +240,22 @@ class PairBatches:
         return self.order[first:stop]
 
     def batch(self, k: int) -> tuple:
-        """(src, src_lengths, tgt_in, targets), and for validation the references of each source."""
+        """(src, src_lengths, tgt_in, targets), then for training this process' weight (below), for
+        validation the references of each source.
+
+        The weight makes the processes' gradients average to one process' whole-batch gradient: each
+        process' mean loss is over its own target tokens, and DistributedDataParallel averages them
+        equally, so each is weighted by its share of the batch's tokens times the number of processes
+        (1 for a single process)."""
         index = self.indices(k)
         src = pad([self.src[i] for i in index])
         tgt_in = pad([np.concatenate([[BOS], self.tgt[i]]) for i in index])
         targets = pad([np.concatenate([self.tgt[i], [EOS]]) for i in index])
         lengths = torch.tensor([len(self.src[i]) for i in index], dtype=torch.long)
         if self.references is None:
-            return src, lengths, tgt_in, targets
+            whole = self.order[k * self.batch_size: (k + 1) * self.batch_size]
+            share = sum(len(self.tgt[i]) + 1 for i in index) / sum(len(self.tgt[i]) + 1 for i in whole)
+            return src, lengths, tgt_in, targets, torch.tensor(share * self.processes)
         return src, lengths, tgt_in, targets, References([self.references[i] for i in index], self.decode)
 
     def batches(self, start: int = 0):
@@ -254,7 +263,7 @@ class PairBatches:
             yield self.batch(k)
 
     def shard(self, rank: int, world_size: int, even: bool = True) -> PairBatches:
-        return replace(self, rows=share(self.batch_size, rank, world_size, even))
+        return replace(self, rows=share(self.batch_size, rank, world_size, even), processes=world_size)
 
 
 def pad(rows: list[np.ndarray]) -> torch.Tensor:

@@ -268,9 +268,9 @@ class Translation(Task):
 
     def loss(self, net: nn.Module, model: nn.Module, batch: Batch, carry: Any,
              progress: float = 0.0) -> tuple[torch.Tensor, Any, int]:
-        src, lengths, tgt_in, targets = batch[:4]
+        src, lengths, tgt_in, targets, weight = batch
         _, loss, _ = net(src, lengths, tgt_in, targets, sampling=sampling_rate(model, progress))
-        return loss, None, int((targets != PAD).sum())
+        return loss * weight, None, int((targets != PAD).sum())
 
     def eval_sums(self, model: nn.Module, batch: Batch, carry: Any) -> tuple[torch.Tensor, Any]:
         from sacrebleu.metrics import BLEU, CHRF
