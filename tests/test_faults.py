@@ -223,3 +223,35 @@ def test_random_sigkills_of_real_processes_then_resume_is_bit_identical(tmp_path
         assert_readable(out)
     assert kills >= KILLS and mid >= 1 and runs >= 1, (kills, mid, runs)
     print(f"kills survived: {kills} ({mid} inside a checkpoint write)")
+
+
+def test_a_translation_run_killed_during_checkpoints_resumes_bit_identical(tmp_path: Path):
+    """The same for the translation task: its shuffled, bucketed batches and BLEU history resume exactly."""
+    rng = random.Random(0)
+    words = ["zero", "one", "two", "three", "four", "five"]
+    sentences = [[rng.choice(words) for _ in range(rng.randint(2, 5))] for _ in range(300)]
+    data = tmp_path / "pairs.tsv"
+    data.write_text("".join(f"{' '.join(w)}\t{' '.join(x.upper() for x in reversed(w))}\n" for w in sentences))
+    settings = {"n_embed": 16, "n_hidden": 16}
+    options = {"model": "seq2seq-attn", "tokenizer": "word", "epochs": 4, "batch_size": 16, "eval_every": 7,
+               "device": "cpu"}
+    reference = tmp_path / "reference"
+    scratchlm.train(str(data), out=reference, settings=settings, **options)
+
+    out = tmp_path / "run"
+    sets = [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
+
+    def args() -> list[str]:
+        flags = [part for key, value in options.items() for part in (f"--{key.replace('_', '-')}", str(value))]
+        return ["train", "--data", str(data), "--out", str(out), "--quiet", *flags, *sets] + (
+            ["--resume"] if (out / CONFIG).exists() else [])
+
+    mid = 0
+    for kill_at in (7, 30, 45):
+        since = time.time()
+        assert wait(fork_cli(args(), kill_at)) == -signal.SIGKILL
+        mid += mid_checkpoint(out, since)
+        assert_readable(out)
+    assert mid >= 2, "the kills should land inside checkpoint writes"
+    assert wait(fork_cli(args())) == 0
+    assert_same_run(out, reference)

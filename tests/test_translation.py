@@ -228,7 +228,7 @@ def bad_inputs(folder: Path, toy_run: Path, lm_run: Path) -> list[tuple[str, lis
          "r.txt has 1 lines and --src"),
         ("translate-nothing", ["translate", str(toy_run), "--file", write("empty.txt", "\n")], "cannot translate an empty"),
         ("resume-with-data", ["train", "--resume", "--out", str(toy_run), "--columns", "1,0"],
-         "the run's data is fixed in its config.json"),
+         "the run's columns is (0, 1), not (1, 0)"),
     ]
 
 

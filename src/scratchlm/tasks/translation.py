@@ -245,9 +245,21 @@ class Translation(Task):
 
     def check_resume(self, saved: PairsConfig, options: dict[str, Any]) -> None:
         check_options(options)
-        if options:
-            given = ", ".join(f"--{k.replace('_', '-')}" for k in options)
-            raise UserError(f"--resume: the run's data is fixed in its config.json; drop {given}")
+        saved_tokenizer = {"tokenizer": saved.tokenizer.kind, "vocab_size": saved.tokenizer.vocab_size,
+                           "min_freq": saved.tokenizer.min_freq}
+        for key, value in options.items():
+            if key in saved_tokenizer:
+                value, was = (value.lower() if key == "tokenizer" else value), saved_tokenizer[key]
+            elif key == "columns":
+                value, was = parse_columns(value), saved.columns
+            else:
+                field = "path" if key == "data" else key
+                if field in ("path", "src", "tgt"):
+                    value = str(Path(value).expanduser().resolve())
+                was = getattr(saved, field)
+            if value != was:
+                raise UserError(f"--resume: the run's {key.replace('_', ' ')} is {was!r}, not {value!r}; its data "
+                                "is fixed in its config.json")
 
     def load_data(self, cfg: PairsConfig, cache_dir: Path | None, tokenizers: dict[str, Tokenizer] | None,
                   train_cfg: TrainConfig) -> TranslationData:
