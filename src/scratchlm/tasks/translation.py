@@ -27,6 +27,7 @@ from scratchlm.data.pairs import (
     PairsConfig,
     encode_lines,
     held_out_sources,
+    pad,
     read_lines,
     read_pairs,
     train_tokenizers,
@@ -139,7 +140,7 @@ class TranslationRun(Run):
         order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
-            src = pad_ids([ids[i] for i in chunk]).to(self.device)
+            src = pad([ids[i] for i in chunk]).to(self.device)
             lengths = torch.tensor([len(ids[i]) for i in chunk], device=self.device)
             limit = max_lengths(lengths, max_length_ratio)
             if beam == 1 and n_best == 1:
@@ -196,13 +197,6 @@ def reference_streams(references: Sequence[Sequence[str]]) -> list[list[str | No
     """sacrebleu's layout: stream j holds the j-th reference of every sentence (None where it has fewer)."""
     most = max(len(r) for r in references)
     return [[r[j] if j < len(r) else None for r in references] for j in range(most)]
-
-
-def pad_ids(rows: list[np.ndarray]) -> torch.Tensor:
-    out = torch.full((len(rows), max(len(r) for r in rows)), PAD, dtype=torch.long)
-    for i, row in enumerate(rows):
-        out[i, : len(row)] = torch.as_tensor(row)
-    return out
 
 
 def check_decoding(beam: int, n_best: int, length_penalty: float, max_length_ratio: float) -> None:
