@@ -180,3 +180,12 @@ def test_the_ladder_names_each_rung_and_fits_a_terminal(tmp_path: Path, capsys: 
     table = out.split("\n\n")[0].splitlines()
     assert table[0].split() == ["rung", "parameters", "accuracy", "perplexity", "seconds", "tokens/s"]
     assert max(map(len, table)) <= 100
+
+
+def test_the_fields_a_task_fills_from_the_data_are_never_settings():
+    from scratchlm.models.registry import DATA_FIELDS, REGISTRY, settings_of
+
+    for name in TASK_NAMES:
+        assert set(get_task(name).dims) <= set(DATA_FIELDS)
+    for spec in REGISTRY.values():
+        assert not {setting for setting, _, _ in settings_of(spec)} & set(DATA_FIELDS)

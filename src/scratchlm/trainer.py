@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -38,8 +38,10 @@ from scratchlm.models.base import detach_state
 from scratchlm.muon import Muon, MuonAdamW, hidden_matrices
 from scratchlm.speed import autocast, compile_model, fused_adamw, to_device
 
-if TYPE_CHECKING:
-    from scratchlm.tasks.base import Batches, Task
+# The task and its batches (scratchlm/tasks/base.py: `Task`, the `Batches` protocol) are built on this
+# module, so it names their types as these two words and imports neither.
+Task = Any
+Batches = Any
 
 SCHEDULES = ("onecycle", "cosine", "constant")
 OPTIMIZERS = ("adamw", "muon")

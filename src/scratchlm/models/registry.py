@@ -26,7 +26,6 @@ from scratchlm.models.mlp import MLP3, MLPConfig
 from scratchlm.models.recurrent import FusedRNN, FusedRNNConfig
 from scratchlm.models.rnn import LoopRNN, LoopRNNConfig
 from scratchlm.models.seq2seq import Seq2Seq, Seq2SeqConfig
-from scratchlm.tasks import get_task
 
 
 @dataclass(frozen=True)
@@ -120,6 +119,8 @@ SPECS = [
 ]
 REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in SPECS}
 DEFAULT_MODEL = "rnn"  # what `train` trains without --model
+# Config fields a task fills from the data (each task's `dims`): never a user's --set.
+DATA_FIELDS = ("vocab_size", "src_vocab_size", "tgt_vocab_size")
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -142,12 +143,7 @@ def settings_of(spec: ModelSpec) -> list[tuple[str, Any, str]]:
     comments = field_comments(inspect.getsource(spec.config_cls))
     defaults = {f.name: f.default for f in dataclasses.fields(spec.config_cls)}
     return [(name, spec.config.get(name, default), comments.get(name, ""))
-            for name, default in defaults.items() if name not in data_dims(spec)]
-
-
-def data_dims(spec: ModelSpec) -> tuple[str, ...]:
-    """The config fields the task fills from the data (vocab_size, ...): no --set may change them."""
-    return get_task(spec.task).dims
+            for name, default in defaults.items() if name not in DATA_FIELDS]
 
 
 def field_comments(source: str) -> dict[str, str]:
@@ -172,8 +168,8 @@ def parse_settings(spec: ModelSpec, pairs: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
-        if not sep or key not in hints or key in data_dims(spec):
-            settable = sorted(set(hints) - set(data_dims(spec)))
+        if not sep or key not in hints or key in DATA_FIELDS:
+            settable = sorted(set(hints) - set(DATA_FIELDS))
             raise UserError(f"--set {pair!r}: expected KEY=VALUE with KEY one of {', '.join(settable)}")
         out[key] = parse_value(text, hints[key], key)
     return out

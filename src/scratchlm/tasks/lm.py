@@ -27,8 +27,7 @@ from scratchlm.data.tokenize import DOC, EOS, Tokenizer, TokenizerSpec, train_to
 from scratchlm.distributed import World
 from scratchlm.errors import UserError
 from scratchlm.generate import find_stop, generate_ids, stop_prefix_length, token_logprobs
-from scratchlm.run import Run
-from scratchlm.tasks.base import Batch, Task
+from scratchlm.tasks.base import Batch, Run, Task
 from scratchlm.trainer import TrainConfig, evaluate
 
 # The API's data options (`scratchlm.train(data=..., tokenizer=...)`, the CLI's --data, --tokenizer, ...)

@@ -36,8 +36,7 @@ from scratchlm.data.tokenize import PAD, Tokenizer, TokenizerSpec
 from scratchlm.decode import beam_search, greedy
 from scratchlm.distributed import World
 from scratchlm.errors import UserError
-from scratchlm.run import Run
-from scratchlm.tasks.base import Batch, Task
+from scratchlm.tasks.base import Batch, Run, Task
 from scratchlm.trainer import TrainConfig
 
 SOURCE, TARGET = "tokenizer-source.json", "tokenizer-target.json"
