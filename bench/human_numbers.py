@@ -22,7 +22,7 @@ ABOUT = ("Trains mlp3, rnn3, rnn-stateful, rnn and rnn-deep with their registry 
          "on the validation split (the last 20% of the stream, as the book); final is the last evaluation, "
          "best the highest accuracy of any evaluation. Book: the accuracy fast.ai's chapter 12 reports for the "
          "same model; vs book: how far the median final accuracy lies above (+) or below (-) it. Train s and "
-         "tokens/s come from the run's own metrics (training time, evaluations included); peak RSS is the "
+         "tokens/s come from the run's own metrics (training time, evaluations not counted); peak RSS is the "
          "child's ru_maxrss. Figures are median (min-max) over the seeds.")
 
 RUNGS = ("mlp3", "rnn3", "rnn-stateful", "rnn", "rnn-deep")

@@ -25,7 +25,7 @@ NAME = "wikitext"
 TITLE = "WikiText-2, word level: train on valid.txt, test perplexity"
 ABOUT = ("Each row is one `scratchlm train --time T` run on ../shared/data/wikitext-2/valid.txt (10% of it held "
          "out for checkpoint selection) and `scratchlm eval RUN --data test.txt` on the best checkpoint. Train s "
-         "is the run's own training time, evaluations included; test perplexity is exp(mean token loss) over "
+         "is the run's own training time, evaluations not counted; test perplexity is exp(mean token loss) over "
          "the whole of test.txt.")
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wikitext-2"
