@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,7 +12,8 @@ import torch
 from torch import nn
 
 import scratchlm
-from scratchlm.speed import DEFAULT_THREADS, autocast, compile_model, fused_adamw, to_device, tune_cpu_threads
+from scratchlm import speed
+from scratchlm.speed import autocast, compile_model, cpu_threads, fused_adamw, to_device, tune_cpu_threads
 
 
 def test_the_gpu_switches_leave_a_cpu_run_as_it_is():
@@ -23,21 +27,77 @@ def test_the_gpu_switches_leave_a_cpu_run_as_it_is():
         assert model(torch.ones(1, 2)).dtype == torch.float32
 
 
-@pytest.mark.parametrize(("parameters", "rows", "threads"), [
-    (70_000, 64, 1),  # an LSTM rung: a recurrence reads its batch one time step at a time
-    (800_000, 1, 1),  # the tiny GPT generating one token at a time
-    (800_000, 12 * 64, DEFAULT_THREADS),  # the tiny GPT training on its whole window at once
-    (3_000_000, 1, DEFAULT_THREADS),  # a large model always splits its matmuls
+@pytest.mark.parametrize(("available", "load", "small", "cores", "threads"), [
+    (2, 0.1, False, None, 2),  # an idle laptop: every core
+    (2, 0.6, False, None, 1),  # one other busy thread, rounded: the core it holds is not ours
+    (2, 1.4, False, None, 1),
+    (2, 5.0, False, None, 1),  # more load than cores: still one thread
+    (8, 2.5, False, None, 6),  # rounded half to even: 2 cores taken
+    (8, 0.0, True, None, 1),  # a small model: one thread, however idle the machine
+    (2, 3.0, False, 16, 2),  # 2 of 16 cores by affinity, the load elsewhere: both of ours are free
+    (4, 14.0, False, 16, 2),  # only 2 of the 16 left: only 2 of our 4
 ])
-def test_threads_follow_the_work_of_one_matmul(monkeypatch: pytest.MonkeyPatch, parameters: int, rows: int,
-                                               threads: int):
+def test_threads_are_the_free_cores_this_process_may_use(available: int, load: float, small: bool,
+                                                          cores: int | None, threads: int):
+    assert cpu_threads(available, load, small, cores) == threads
+
+
+@pytest.fixture
+def idle_machine(monkeypatch: pytest.MonkeyPatch) -> int:
+    """tune_cpu_threads on an idle 4-core machine, whatever this one is doing; returns the cores."""
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(speed, "available_cores", lambda: 4)
+    monkeypatch.setattr(speed, "other_load", lambda: 0.0)
+    monkeypatch.setattr(speed.os, "cpu_count", lambda: 4)
     before = torch.get_num_threads()
-    try:
-        tune_cpu_threads(torch.device("cpu"), parameters, rows)
-        assert torch.get_num_threads() == threads
-    finally:
-        torch.set_num_threads(before)
+    yield 4
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(("parameters", "rows", "small"), [
+    (70_000, 64, True),  # an LSTM rung: a recurrence reads its batch one time step at a time
+    (800_000, 1, True),  # the tiny GPT generating one token at a time
+    (800_000, 12 * 64, False),  # the tiny GPT training on its whole window at once
+    (3_000_000, 1, False),  # a large model always splits its matmuls
+])
+def test_threads_follow_the_work_of_one_matmul(idle_machine: int, parameters: int, rows: int, small: bool):
+    tune_cpu_threads(torch.device("cpu"), parameters, rows)
+    assert torch.get_num_threads() == (1 if small else idle_machine)
+
+
+def test_other_load_takes_cores_away(idle_machine: int, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(speed, "other_load", lambda: 1.2)  # another single-threaded training
+    tune_cpu_threads(torch.device("cpu"), 3_000_000, 1)
+    assert torch.get_num_threads() == idle_machine - 1
+
+
+def test_the_load_is_read_once_and_the_cores_are_this_process_own():
+    assert speed.other_load() is speed.other_load()  # cached: the first look, before this process' own work
+    assert 1 <= speed.available_cores() <= (os.cpu_count() or 1)
+
+
+def test_other_load_leaves_this_process_own_work_out(monkeypatch: pytest.MonkeyPatch):
+    """Half of all CPU time busy over the window, all of it this process': no load from others."""
+    ticks = iter([(1000, 500), (1200, 600)])  # (all, idle) before and after: 200 ticks, 100 of them idle
+    own = iter([(1.0, 0.0, 0, 0, 0), (1.0 + 0.5 * (os.cpu_count() or 1) * 0.25, 0.0, 0, 0, 0)])
+    monkeypatch.setattr(speed, "cpu_jiffies", lambda: next(ticks))
+    monkeypatch.setattr(speed.os, "times", lambda: next(own))
+    monkeypatch.setattr(speed.time, "sleep", lambda seconds: None)
+    assert speed.other_load.__wrapped__(0.25) == pytest.approx(0.0)
+
+
+def test_other_load_counts_busy_cores(monkeypatch: pytest.MonkeyPatch):
+    ticks = iter([(0, 0), (400, 100)])  # three quarters busy
+    monkeypatch.setattr(speed, "cpu_jiffies", lambda: next(ticks))
+    monkeypatch.setattr(speed.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(speed.time, "sleep", lambda seconds: None)
+    assert speed.other_load.__wrapped__(0.25) == pytest.approx(3.0, abs=0.05)  # os.times: this test, ~0
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="Linux's /proc/stat")
+def test_cpu_jiffies_reads_this_machine():
+    total, idle = speed.cpu_jiffies()
+    assert 0 <= idle <= total
 
 
 def test_omp_num_threads_has_the_last_word(monkeypatch: pytest.MonkeyPatch):
@@ -45,6 +105,26 @@ def test_omp_num_threads_has_the_last_word(monkeypatch: pytest.MonkeyPatch):
     torch.set_num_threads(1)
     tune_cpu_threads(torch.device("cpu"), 100_000_000, 1)
     assert torch.get_num_threads() == 1
+
+
+def omp_wait_policy_after_import(**env: str) -> str:
+    """OMP_WAIT_POLICY in a fresh interpreter after `import scratchlm`, with `env` over a clean environment."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    code = "import scratchlm, os; print(os.environ.get('OMP_WAIT_POLICY'))"
+    return subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_import_makes_openmp_threads_sleep_instead_of_spinning():
+    assert omp_wait_policy_after_import() == "PASSIVE"
+    code = "import sys, scratchlm; scratchlm.__version__; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"  # set before torch loads libgomp
+
+
+def test_a_users_own_wait_policy_is_kept():
+    assert omp_wait_policy_after_import(OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"
+    assert omp_wait_policy_after_import(GOMP_SPINCOUNT="10000") == "None"  # a spin count of their own: left alone
 
 
 @pytest.mark.gpu

@@ -5,13 +5,17 @@ known to pay: on CUDA GPUs that support it, and on CPUs with AMX tiles (Intel Sa
 later) for models large enough that the matmuls dominate; small models stay in fp32, where the casts
 cost more than they save. On GPUs: TF32 matmuls, SDPA's flash attention kernel, batches copied from
 pinned memory without blocking, AdamW's fused kernel; `--compile` adds torch.compile anywhere. Each
-switch is one line or one function below, and each is a no-op on the CPU but for compile.
+switch is one line or one function below, and each is a no-op on the CPU but for compile. On the CPU,
+the intra-op threads are the cores this process may use that other work leaves free (`cpu_threads`),
+and OpenMP's idle threads sleep instead of spinning (OMP_WAIT_POLICY=PASSIVE, set in
+scratchlm/__init__.py because it must come before torch is loaded).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import time
 from functools import cache
 from pathlib import Path
 
@@ -86,11 +90,73 @@ def fused_adamw(device: torch.device) -> bool | None:
 
 SMALL_MODEL_PARAMETERS = 1_000_000  # below this, one CPU thread beats several unless a step reads many rows at once
 PARALLEL_WORK = 200_000_000  # parameters x rows per matmul above which a small model's steps split well over cores
-DEFAULT_THREADS = torch.get_num_threads()  # PyTorch's own choice, restored for larger models
+
+
+def cpu_threads(available: int, load: float, small: bool, cores: int | None = None) -> int:
+    """Intra-op threads for a CPU run: 1 for a small model, else the cores this process may run on
+    that other work is not already using, at least 1.
+
+    `available`: the cores this process may run on (its affinity); `cores`: all the machine's (default
+    `available`); `load`: cores' worth of other work at the start (`other_load`), rounded. The load is
+    machine-wide, so it is taken from all the cores and only what is left of them counts against the
+    affine ones. It is read once, at the start: a run started a few seconds after this one is not in it,
+    so two runs started together may each take every core. What keeps that case from collapsing is
+    that waiting threads sleep instead of spinning (OMP_WAIT_POLICY, set in scratchlm/__init__.py).
+    """
+    if small:
+        return 1
+    free = (cores or available) - round(load)
+    return max(1, min(available, free))
+
+
+def available_cores() -> int:
+    """The cores this process may run on: its CPU affinity (taskset, cpusets), else all of them."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no sched_getaffinity on macOS or Windows
+        return os.cpu_count() or 1
+
+
+@cache
+def other_load(window: float = 0.25) -> float:
+    """Cores' worth of other work on the machine at this process' first look; read once, as later this
+    process' own work would be in it (a run that trained for minutes would see itself as other load when
+    it goes on to generate).
+
+    Sampled from /proc/stat over `window` seconds, the busy time of all cores less this process' own.
+    Not the load average: it is a minute's moving average, so it still counts a run that ended seconds
+    ago (after one benchmark case ended, the next read 1.85 with one other busy core, which this read
+    as 1.0) and does not yet count one started seconds ago. The load average where /proc/stat is not
+    there (macOS), 0 where neither is (Windows).
+    """
+    try:
+        before, own_before = cpu_jiffies(), sum(os.times()[:2])
+        time.sleep(window)
+        after, own_after = cpu_jiffies(), sum(os.times()[:2])
+    except (OSError, ValueError, IndexError):
+        try:
+            return os.getloadavg()[0]
+        except (AttributeError, OSError):
+            return 0.0
+    total, idle = after[0] - before[0], after[1] - before[1]
+    if total <= 0:
+        return 0.0
+    cores = os.cpu_count() or 1
+    busy = cores * (total - idle) / total  # cores' worth, this process included
+    own = (own_after - own_before) / window
+    return max(0.0, busy - own)
+
+
+def cpu_jiffies() -> tuple[int, int]:
+    """(all, idle) CPU time of every core so far, from /proc/stat's first line, in clock ticks: user, nice,
+    system, idle, iowait, irq, softirq, steal (guest time is inside user); idle counts iowait."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:9]]
+    return sum(fields), fields[3] + fields[4]
 
 
 def tune_cpu_threads(device: torch.device, n_parameters: int, rows: int = 1) -> None:
-    """One intra-op thread for small models on the CPU, unless OMP_NUM_THREADS says otherwise.
+    """Set the intra-op threads of a CPU run by `cpu_threads`, unless OMP_NUM_THREADS says otherwise.
 
     `rows` is how many rows one matrix multiplication of a step reads: the batch for a recurrence, which
     goes one time step at a time, and batch x window for a Transformer, which reads its window at once.
@@ -103,4 +169,5 @@ def tune_cpu_threads(device: torch.device, n_parameters: int, rows: int = 1) -> 
     if device.type != "cpu" or "OMP_NUM_THREADS" in os.environ:
         return
     small = n_parameters < SMALL_MODEL_PARAMETERS and n_parameters * rows < PARALLEL_WORK
-    torch.set_num_threads(1 if small else DEFAULT_THREADS)
+    load = 0.0 if small else other_load()  # a small model takes one thread whatever the load: no sampling
+    torch.set_num_threads(cpu_threads(available_cores(), load, small, os.cpu_count()))
