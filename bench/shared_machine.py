@@ -3,9 +3,11 @@
 `scratchlm train --model gpt` (the registry recipe: 0.8M parameters, batch 12 x 64) trains for a fixed
 time, once alone and once beside a second `scratchlm train` started just before it in another process:
 a single-threaded one (`--model rnn`, which scratchlm runs on one thread) and another gpt (which takes
-the free cores). Two more cases run both as before this change, every core to the gpt and idle threads
-spinning (libgomp's own default, GOMP_SPINCOUNT=300000, which scratchlm's OMP_WAIT_POLICY=PASSIVE in
-scratchlm/__init__.py replaced): alone, and beside another gpt. The data is tiny-shakespeare at the
+the free cores). Two more cases run both with every core to the gpt and idle threads spinning
+(libgomp's own default, GOMP_SPINCOUNT=300000): alone, and beside another gpt. The recorded section was
+measured while scratchlm set OMP_WAIT_POLICY=PASSIVE by default; that default was taken back (the
+registry gpt's `train` ran at 0.6x alone under it), so re-run it with `--env OMP_WAIT_POLICY=PASSIVE`
+to compare the two policies. The data is tiny-shakespeare at the
 character level when ../shared/data/tinyshakespeare/input.txt is here, else the built-in
 human-numbers. Tokens/s is the run's own figure, from its metrics. The cases run in alternating
 rounds, so that other load on a shared machine falls on all of them alike. The target: beside a second training, at

@@ -115,16 +115,11 @@ def omp_wait_policy_after_import(**env: str) -> str:
                           check=True).stdout.strip()
 
 
-def test_import_makes_openmp_threads_sleep_instead_of_spinning():
-    assert omp_wait_policy_after_import() == "PASSIVE"
-    code = "import sys, scratchlm; scratchlm.__version__; print('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True).stdout.strip() == "False"  # set before torch loads libgomp
-
-
-def test_a_users_own_wait_policy_is_kept():
-    assert omp_wait_policy_after_import(OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"
-    assert omp_wait_policy_after_import(GOMP_SPINCOUNT="10000") == "None"  # a spin count of their own: left alone
+def test_the_openmp_wait_policy_is_the_users():
+    """libgomp's own spinning is kept: OMP_WAIT_POLICY=PASSIVE made the tiny GPT's `train` run at 0.6x alone
+    (bench/shared_machine.py); a user sharing a machine can set it."""
+    assert omp_wait_policy_after_import() == "None"
+    assert omp_wait_policy_after_import(OMP_WAIT_POLICY="PASSIVE") == "PASSIVE"
 
 
 @pytest.mark.gpu
