@@ -62,8 +62,9 @@ class TranslationData:
         keep = [i for i in range(len(src)) if cfg.max_length is None or max(len(src[i]), len(tgt[i])) <= cfg.max_length]
         self.train_src, self.train_tgt = [src[i] for i in keep], [tgt[i] for i in keep]
         self.too_long = len(src) - len(keep)
-        slice_ = np.random.default_rng([cfg.split_seed, 1]).permutation(len(held))[:VALID_SLICE]
-        self.valid_sources = [list(held)[i] for i in sorted(slice_)]  # a fixed slice, the same at every evaluation
+        sources = list(held)
+        slice_ = np.random.default_rng([cfg.split_seed, 1]).permutation(len(sources))[:VALID_SLICE]
+        self.valid_sources = [sources[i] for i in sorted(slice_)]  # a fixed slice, the same at every evaluation
         self.valid_src = encode_lines(source, self.valid_sources)
         self.valid_tgt = encode_lines(target, [held[s][0] for s in self.valid_sources])
 
@@ -82,9 +83,8 @@ class TranslationData:
                 "source_vocab": self.source.vocab_size, "target_vocab": self.target.vocab_size}
 
 
-def split_data(cfg: PairsConfig, tokenizers: dict[str, Tokenizer] | None = None) -> TranslationData:
-    """Read the pairs, hold out whole source sentences, and tokenize (training a vocabulary unless given)."""
-    pairs = read_pairs(cfg)
+def split(pairs: Pairs, cfg: PairsConfig) -> tuple[np.ndarray, dict[str, list[str]]]:
+    """The training pairs' indices, and each held-out source with all its translations, in file order."""
     held_set = held_out_sources(pairs.sources, cfg)
     held: dict[str, list[str]] = {}
     train_index = []
@@ -93,7 +93,13 @@ def split_data(cfg: PairsConfig, tokenizers: dict[str, Tokenizer] | None = None)
             held.setdefault(s, []).append(t)
         else:
             train_index.append(i)
-    train_index = np.array(train_index, dtype=np.int64)
+    return np.array(train_index, dtype=np.int64), held
+
+
+def split_data(cfg: PairsConfig, tokenizers: dict[str, Tokenizer] | None = None) -> TranslationData:
+    """Read the pairs, hold out whole source sentences, and tokenize (training a vocabulary unless given)."""
+    pairs = read_pairs(cfg)
+    train_index, held = split(pairs, cfg)
     if tokenizers:
         source, target = tokenizers[SOURCE], tokenizers[TARGET]
     else:
@@ -170,7 +176,8 @@ class TranslationRun(Run):
         if src is None:
             if refs:
                 raise UserError("--ref goes with --src: the sentences to translate and their references")
-            held = split_data(PairsConfig(**self.config["data"]["config"]), self.tokenizers).held
+            cfg = PairsConfig(**self.config["data"]["config"])
+            held = split(read_pairs(cfg), cfg)[1]  # the training pairs need no tokenizing here
             sources, references = list(held), list(held.values())
             where = "held-out split"
         else:
