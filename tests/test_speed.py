@@ -107,19 +107,23 @@ def test_omp_num_threads_has_the_last_word(monkeypatch: pytest.MonkeyPatch):
     assert torch.get_num_threads() == 1
 
 
-def omp_wait_policy_after_import(**env: str) -> str:
-    """OMP_WAIT_POLICY in a fresh interpreter after `import scratchlm`, with `env` over a clean environment."""
+def openmp_settings_after_import(**env: str) -> str:
+    """OMP_WAIT_POLICY and GOMP_SPINCOUNT in a fresh interpreter after `import scratchlm`, and whether torch
+    was loaded by then, with `env` over a clean environment."""
     clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    code = "import scratchlm, os; print(os.environ.get('OMP_WAIT_POLICY'))"
+    code = ("import sys, os, scratchlm; scratchlm.__version__; "
+            "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'), 'torch' in sys.modules)")
     return subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
                           check=True).stdout.strip()
 
 
-def test_the_openmp_wait_policy_is_the_users():
-    """libgomp's own spinning is kept: OMP_WAIT_POLICY=PASSIVE made the tiny GPT's `train` run at 0.6x alone
-    (bench/shared_machine.py); a user sharing a machine can set it."""
-    assert omp_wait_policy_after_import() == "None"
-    assert omp_wait_policy_after_import(OMP_WAIT_POLICY="PASSIVE") == "PASSIVE"
+def test_idle_openmp_threads_spin_briefly_set_before_torch_loads_libgomp():
+    assert openmp_settings_after_import() == f"None {scratchlm.SPIN_COUNT} False"
+
+
+def test_a_users_own_openmp_wait_settings_are_kept():
+    assert openmp_settings_after_import(OMP_WAIT_POLICY="PASSIVE") == "PASSIVE None False"
+    assert openmp_settings_after_import(GOMP_SPINCOUNT="300000") == "None 300000 False"
 
 
 @pytest.mark.gpu

@@ -9,7 +9,23 @@ The names below are imported on first use, so `scratchlm --help` and a mistyped 
 without waiting for PyTorch to load.
 """
 
+import os
 from importlib import import_module
+
+# How long OpenMP's idle threads spin before they sleep. PyTorch's Linux CPU wheels run their thread
+# pool on libgomp, whose idle threads spin 300,000 turns (about 3 ms) after each parallel region. Alone
+# that saves a wake-up per region; beside other work each spinning thread holds a core that a thread
+# with work needs: the tiny GPT beside a second gpt kept 0.19x of its speed alone. Sleeping at once
+# (OMP_WAIT_POLICY=PASSIVE) fixed that (0.55x) but cost 0.6x alone, a wake-up per matmul. 10,000 turns
+# spans the gap between the parallel regions of one step, so alone the threads still catch the next
+# one, and frees the core within a fraction of a millisecond when work stops: the tiny GPT alone ran
+# 1.07x its speed under libgomp's default, beside a gpt 0.59x of alone (bench/shared_machine.py).
+# libgomp reads it once, when torch loads it, so it is set here, before scratchlm imports torch: it
+# holds for the CLI and for `import scratchlm` before `import torch`. A user's own OMP_WAIT_POLICY or
+# GOMP_SPINCOUNT is kept.
+SPIN_COUNT = "10000"
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ["GOMP_SPINCOUNT"] = SPIN_COUNT
 
 __version__ = "0.1.0"
 

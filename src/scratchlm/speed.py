@@ -7,7 +7,7 @@ cost more than they save. On GPUs: TF32 matmuls, SDPA's flash attention kernel, 
 pinned memory without blocking, AdamW's fused kernel; `--compile` adds torch.compile anywhere. Each
 switch is one line or one function below, and each is a no-op on the CPU but for compile. On the CPU,
 the intra-op threads are the cores this process may use that other work leaves free (`cpu_threads`),
-and OpenMP's idle threads sleep instead of spinning (OMP_WAIT_POLICY=PASSIVE, set in
+and OpenMP's idle threads spin only briefly before they sleep (GOMP_SPINCOUNT, set in
 scratchlm/__init__.py because it must come before torch is loaded).
 """
 
@@ -101,7 +101,7 @@ def cpu_threads(available: int, load: float, small: bool, cores: int | None = No
     machine-wide, so it is taken from all the cores and only what is left of them counts against the
     affine ones. It is read once, at the start: a run started a few seconds after this one is not in it,
     so two runs started together may each take every core. What keeps that case from collapsing is
-    that waiting threads sleep instead of spinning (OMP_WAIT_POLICY, set in scratchlm/__init__.py).
+    that idle threads spin only briefly before they sleep (GOMP_SPINCOUNT, set in scratchlm/__init__.py).
     """
     if small:
         return 1
