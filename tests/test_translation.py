@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import scratchlm
-from scratchlm.cli import main
+from scratchlm.cli import main, summary
 from scratchlm.data.pairs import PairBatches, PairsConfig, held_out_sources, read_pairs
 from scratchlm.data.tokenize import BOS, EOS, PAD
 from scratchlm.errors import UserError
@@ -229,6 +229,8 @@ def bad_inputs(folder: Path, toy_run: Path, lm_run: Path) -> list[tuple[str, lis
         ("translate-nothing", ["translate", str(toy_run), "--file", write("empty.txt", "\n")], "cannot translate an empty"),
         ("resume-with-data", ["train", "--resume", "--out", str(toy_run), "--columns", "1,0"],
          "the run's columns is (0, 1), not (1, 0)"),
+        ("best-by-unknown", train + ["--data", ok, "--best-by", "accuracy"],
+         "--best-by accuracy: a translation run keeps its best checkpoint by bleu or loss"),
     ]
 
 
@@ -247,6 +249,18 @@ def test_bad_inputs_are_one_line_and_change_nothing(toy_run: Path, hn_run: Path,
         assert out == "" and "Traceback" not in err, name
     assert hashes(toy_run) == before
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("by", [None, "loss"])
+def test_the_best_checkpoint_follows_bleu_or_the_loss(toy_tsv: Path, tmp_path: Path, by: str | None):
+    run = scratchlm.train(str(toy_tsv), "seq2seq", tmp_path / "run", tokenizer="word", epochs=4, batch_size=16,
+                          lr=5e-3, eval_every=10, best_by=by, settings={"n_embed": 16, "n_hidden": 16})
+    history = run.metrics
+    best = (max(history, key=lambda row: row["valid_bleu"]) if by is None
+            else min(history, key=lambda row: row["valid_loss"]))
+    state = torch.load(tmp_path / "run" / "state.pt", weights_only=True)
+    assert len(history) >= 4 and state["best_step"] == best["step"]
+    assert ("highest validation BLEU" if by is None else "lowest validation loss") in summary(run)
 
 
 @pytest.mark.skipif(not SHARED.exists(), reason="needs ../shared/data/eng-fra")

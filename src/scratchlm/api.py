@@ -89,6 +89,7 @@ class Plan:
                  tokenizers: dict | None = None):
         self.spec, self.task, self.data, self.train, self.settings = spec, get_task(spec.task), data, train, settings
         self.tokenizers = tokenizers  # a resumed run's own; None: trained from the data
+        self.task.best_metric(train.best_by)  # an unknown --best-by is refused before anything is read
 
 
 def plan_new(model: str, settings: dict | None, train_options: dict, data_options: dict) -> Plan:

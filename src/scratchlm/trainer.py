@@ -64,7 +64,8 @@ class TrainConfig:
     bptt: int = 16  # tokens per row per batch: the back-propagation window
     random_bptt: bool = False  # vary the window around bptt each batch (AWD-LSTM); stateful models only
     grad_clip: float | None = None  # clip the gradient norm to this; None: no clipping
-    patience: int | None = None  # stop after this many evaluations without a better validation loss
+    patience: int | None = None  # stop after this many evaluations without a better score (see best_by)
+    best_by: str | None = None  # the metric the best checkpoint and patience follow; None: the task's (Task.best_metrics)
     eval_every: int | None = None  # steps between evaluations; None: each epoch, or each tenth of a --time budget
     seed: int = 0  # the whole run (init, dropout, sampling in evaluation) follows from it
     device: str = "auto"  # auto, cpu or cuda
@@ -366,7 +367,7 @@ class Trainer:
                "lr": self.optimizer.param_groups[0]["lr"], "tokens": s["tokens"], "seconds": round(s["elapsed"], 3),
                "tokens_per_second": round(s["tokens"] / max(s["elapsed"], 1e-9), 1)}
         s["history"] = s["history"] + [row]
-        score = self.task.score(metrics)
+        score = self.task.score(metrics, self.cfg.best_by)
         is_best = score < s["best_loss"]  # "best_loss": the task's score, the validation loss for most
         if is_best:
             s["best_loss"], s["best_step"], s["evals_since_best"] = score, s["step"], 0

@@ -96,6 +96,8 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
                    help="vary the window around --bptt each batch (AWD-LSTM; stateful models)")
     g.add_argument("--grad-clip", type=float, help="clip the gradient norm to this (else none)")
     g.add_argument("--patience", type=int, help="stop after this many evaluations without improvement")
+    g.add_argument("--best-by", metavar="METRIC",
+                   help="the metric the best checkpoint and --patience follow (else the task's: loss, or bleu for translation)")
     g.add_argument("--eval-every", type=int,
                    help="evaluate every N steps (else at each epoch's end, or each tenth of a --time budget)")
     g.add_argument("--seed", type=int, help="random seed (default 0)")
@@ -108,7 +110,7 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
 
 
 TRAIN_OPTIONS = ("epochs", "time", "lr", "schedule", "warmup", "weight_decay", "optimizer", "batch_size", "bptt",
-                 "random_bptt", "grad_clip", "patience", "eval_every", "seed", "device", "precision", "compile",
+                 "random_bptt", "grad_clip", "patience", "best_by", "eval_every", "seed", "device", "precision", "compile",
                  "on_nan")
 
 
@@ -145,13 +147,15 @@ def summary(run) -> str:
     def metrics(row: dict) -> dict:
         return {m: row[f"valid_{m}"] for m in task.metrics}
 
-    last, best = history[-1], min(history, key=lambda row: task.score(metrics(row)))
+    by = run.train_config.best_by
+    last, best = history[-1], min(history, key=lambda row: task.score(metrics(row), by))
     shown, best_shown = task.format_metrics(metrics(last)), task.format_metrics(metrics(best))
     final = ", ".join(f"{m} {shown[m]}" for m in task.metrics if m != "loss")
     headline = task.headline
     return (f"{run.spec.name}: final {final}, validation loss {shown['loss']}.\n"
-            f"The verbs ({', '.join(task.verbs)}, eval) use model.safetensors, the weights with {task.best_by}: "
-            f"step {best['step']}, loss {best_shown['loss']}, {headline} {best_shown[headline]}. {task.best_by_why}\n"
+            f"The verbs ({', '.join(task.verbs)}, eval) use model.safetensors, the weights with {task.best_by(by)}: "
+            f"step {best['step']}, loss {best_shown['loss']}, {headline} {best_shown[headline]}. "
+            f"{task.best_by_why if by is None else ''}\n"
             f"Run saved in {run.path}")
 
 

@@ -85,8 +85,11 @@ class Task:
     tokenizer_files: ClassVar[tuple[str, ...]]  # files of the run directory read back as tokenizers
     run_class: ClassVar[type]  # the Run subclass the Python API gives for this task's runs
     verbs: ClassVar[tuple[str, ...]]  # the task's own commands, for messages
-    best_by: ClassVar[str] = "the lowest validation loss"  # what `score` keeps, in words
-    best_by_why: ClassVar[str] = ""  # a sentence on why that choice, for the end-of-run summary
+    # The metrics the best checkpoint may follow (--best-by), each "min" or "max" (which way is better);
+    # the first is the task's choice
+    best_metrics: ClassVar[dict[str, str]] = {"loss": "min"}
+    metric_titles: ClassVar[dict[str, str]] = {}  # a metric's name as a sentence writes it, where not its key
+    best_by_why: ClassVar[str] = ""  # a sentence on why the task's choice, for the end-of-run summary
 
     def data_config(self, options: dict[str, Any]) -> Any:
         raise NotImplementedError
@@ -138,9 +141,25 @@ class Task:
         """Rows one matrix multiplication of a training step reads: decides the CPU thread count."""
         return cfg.batch_size // world.size
 
-    def score(self, metrics: dict[str, float]) -> float:
+    def best_metric(self, by: str | None = None) -> str:
+        """The metric the best checkpoint follows: `by` (--best-by), else the task's choice."""
+        if by is None:
+            return next(iter(self.best_metrics))
+        if by not in self.best_metrics:
+            raise UserError(f"--best-by {by}: a {self.name} run keeps its best checkpoint by "
+                            f"{' or '.join(self.best_metrics)}")
+        return by
+
+    def score(self, metrics: dict[str, float], by: str | None = None) -> float:
         """Lower is better: the best checkpoint (model.safetensors) and --patience follow it."""
-        return metrics["loss"]
+        name = self.best_metric(by)
+        return metrics[name] if self.best_metrics[name] == "min" else -metrics[name]
+
+    def best_by(self, by: str | None = None) -> str:
+        """What `score` keeps, in words: "the lowest validation loss"."""
+        name = self.best_metric(by)
+        way = "lowest" if self.best_metrics[name] == "min" else "highest"
+        return f"the {way} validation {self.metric_titles.get(name, name)}"
 
     def save_tokenizers(self, run_dir: RunDir, data: TaskData) -> None:
         for name, tokenizer in data.tokenizers.items():

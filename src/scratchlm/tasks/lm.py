@@ -159,6 +159,7 @@ class LanguageModelling(Task):
     tokenizer_files = (TOKENIZER,)
     run_class = LMRun
     verbs = ("generate", "score")
+    best_metrics = {"loss": "min", "accuracy": "max"}
     best_by_why = ("The lowest loss need not be the best accuracy: the loss also weighs how sure each guess was.")
 
     def data_config(self, options: dict[str, Any]) -> DataConfig:

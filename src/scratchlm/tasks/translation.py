@@ -227,7 +227,8 @@ class Translation(Task):
     tokenizer_files = (SOURCE, TARGET)
     run_class = TranslationRun
     verbs = ("translate",)
-    best_by = "the highest validation BLEU"
+    best_metrics = {"bleu": "max", "loss": "min"}
+    metric_titles = {"bleu": "BLEU", "chrf": "chrF"}
     best_by_why = ("BLEU is read from greedy translations of a fixed slice of the held-out sentences, against all "
                    "their references; `scratchlm eval` reads them all.")
 
@@ -311,10 +312,6 @@ class Translation(Task):
         chrf = CHRF()._compute_score_from_stats([sums[f"chrf{i}"] for i in range(CHRF_STATS)]).score
         return {"loss": mean, "bleu": bleu, "chrf": chrf, "accuracy": sums["correct"] / max(sums["tokens"], 1),
                 "perplexity": math.exp(min(mean, 700)), "tokens": int(sums["tokens"])}
-
-    def score(self, metrics: dict[str, float]) -> float:
-        """The best checkpoint is the one with the highest held-out BLEU (the loss breaks ties)."""
-        return -metrics["bleu"] + metrics["loss"] * 1e-9
 
     def batch_shape(self, cfg: TrainConfig) -> str:
         return f"{cfg.batch_size} pairs"
