@@ -18,7 +18,8 @@ import torch
 from scratchlm.data.tokenize import DOC
 from scratchlm.errors import UserError
 from scratchlm.generate import context_start, generate_ids, token_logprobs
-from scratchlm.models.gpt import GPT, PRESETS, GPTConfig, KVCache, causal_mask
+from scratchlm.models.attention import causal_mask
+from scratchlm.models.gpt import GPT, PRESETS, GPTConfig, KVCache
 from scratchlm.models.registry import get_spec, parse_settings
 from scratchlm.run import Run
 

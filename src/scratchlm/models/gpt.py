@@ -18,7 +18,8 @@ positions <= t only:
 
 computed by `F.scaled_dot_product_attention` (a fused kernel: flash attention where it can), or, with
 `attention="explicit"`, written out as above: slower and hungrier (it keeps the (T, T) matrix), but
-every step is visible; the two are tested equal.
+every step is visible; the two are tested equal. Both live in `models/attention.py`, which the
+encoder-decoder Transformer (`models/transformer_mt.py`) shares.
 
 Initialisation is GPT-2's: N(0, 0.02) for every weight matrix and embedding, biases zero, and the two
 projections per block that write into the residual stream scaled by 1/sqrt(2 n_layer): each block adds
@@ -37,10 +38,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from scratchlm.errors import UserError
+from scratchlm.models.attention import attention, merge_heads, split_heads
 from scratchlm.models.base import LanguageModel, lm_loss
 
 # Named sizes: a preset fills the fields of GPTConfig that are left None.
@@ -118,12 +119,6 @@ class KVCache:
         self.length = 0
 
 
-def causal_mask(T: int, S: int, device: torch.device) -> torch.Tensor:
-    """(T, S) bool, True where query t may read key s: the T queries are the last T of the S positions,
-    so query t sits at position S - T + t and reads keys 0 .. S - T + t."""
-    return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
-
-
 def dropout_layer(p: float) -> nn.Module:
     """Dropout, or nothing at all when p is 0: generating calls every layer once per token, and a
     dropout that drops nothing still costs a call (7% of a tiny model's time per token)."""
@@ -140,32 +135,17 @@ class CausalSelfAttention(nn.Module):
         self.explicit = config.attention == "explicit"
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v of every head
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)  # writes into the residual stream
-        self.attn_dropout = dropout_layer(config.dropout)
         self.resid_dropout = dropout_layer(config.dropout)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         B, T, C = x.shape
-        hs = C // self.n_head
         q, k, v = self.c_attn(x).split(C, dim=2)  # (B, T, C) each
-        q = q.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
-        v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        q, k, v = (split_heads(t, self.n_head) for t in (q, k, v))  # (B, nh, T, hs) each
         if cache is not None:
             k, v = cache.set(self.layer, k, v)  # (B, nh, S, hs): the tokens read before, then these T
-        S = k.size(2)
-        if self.explicit:
-            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))  # (B, nh, T, S)
-            att = att.masked_fill(~causal_mask(T, S, x.device), float("-inf"))
-            att = self.attn_dropout(F.softmax(att, dim=-1))
-            y = att @ v  # (B, nh, T, hs)
-        else:
-            # is_causal aligns its mask to the top left, which is right only when the queries are all the
-            # positions (S == T); after cached tokens the queries are the last T, so pass their rows instead,
-            # unless there is one query: the newest token reads every position, and needs no mask at all.
-            mask = None if S == T or T == 1 else causal_mask(T, S, x.device)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=S == T,
-                                               dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hs)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # the heads side by side again
+        y, _ = attention(q, k, v, causal=True, dropout=self.dropout if self.training else 0.0,
+                         explicit=self.explicit)  # (B, nh, T, hs)
+        y = merge_heads(y)  # (B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
 
