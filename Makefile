@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-slow lint bench notebooks notebooks-execute clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,16 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# The learner's path: opens docs/notebooks/ in Jupyter (its extra installs on first use)
+notebooks: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[notebooks]'
+	$(BIN)/jupyter notebook --notebook-dir docs/notebooks
+
+# Runs each notebook top to bottom and stores its outputs in it, one after another (runs go to docs/notebooks/runs/)
+notebooks-execute: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[notebooks]'
+	cd docs/notebooks && for notebook in *.ipynb; do ../../$(BIN)/jupyter-execute --inplace --timeout=900 "$$notebook" || exit 1; done
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

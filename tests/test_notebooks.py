@@ -1,0 +1,133 @@
+"""The notebooks of docs/notebooks/: a learner's path through the library, kept working.
+
+Every *.ipynb in the folder is checked, so a new notebook needs no change here. The default run
+checks that each parses, was stored executed with small outputs, and that its code names only the
+public API (`scratchlm.__all__`): a notebook is read as an example of how to use the library, so
+it must not reach into a private module. The slow run (`make test-slow`) executes each one top to
+bottom in a fresh kernel, in a temporary folder, and fails on the first cell that raises.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import scratchlm
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "docs" / "notebooks").glob("*.ipynb"))
+SHARED_DATA = ROOT.parent / "shared" / "data"  # the public data sets, where the checkout has them beside it
+NOTEBOOK_SECONDS = 900  # each notebook is written to run in a few minutes on 2 CPU cores
+MAX_BYTES = 2_000_000  # a stored notebook, outputs included: read on the web, it must load quickly
+MAX_IMAGE_BYTES = 250_000  # one figure, base64 in the JSON
+
+
+def code_of(cell: dict) -> str:
+    """A code cell's Python: IPython's magics and shell lines (% and !) taken out."""
+    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in cell["source"].splitlines())
+
+
+def private_names(source: str) -> list[str]:
+    """The names of scratchlm the code uses that scratchlm.__all__ does not export."""
+    public = set(scratchlm.__all__)
+    tree = ast.parse(source)
+    aliases = {"scratchlm"}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for name in node.names:
+                if name.name.startswith("scratchlm."):
+                    found.append(f"import {name.name}")
+                elif name.name == "scratchlm":
+                    aliases.add(name.asname or "scratchlm")
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "scratchlm":
+            if node.module != "scratchlm":
+                found.append(f"from {node.module} import ...")
+            else:
+                found += [f"from scratchlm import {n.name}" for n in node.names if n.name not in public]
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
+                and node.attr not in public):
+            found.append(f"{node.value.id}.{node.attr}")
+    return found
+
+
+def read(path: Path):
+    import nbformat
+
+    return nbformat.read(path, as_version=4)
+
+
+def test_notebooks_exist():
+    assert len(NOTEBOOKS) >= 4, "docs/notebooks/ should hold the learner's path"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_valid_and_stored_executed(path: Path):
+    import nbformat
+
+    notebook = read(path)
+    nbformat.validate(notebook)
+    assert path.stat().st_size < MAX_BYTES, f"{path.name} is {path.stat().st_size:,} bytes; keep the outputs small"
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert code, f"{path.name} has no code"
+    assert notebook.cells[0].cell_type == "markdown", "a notebook opens with what it teaches"
+    missing = [i for i, cell in enumerate(code) if cell.source.strip() and cell.execution_count is None]
+    assert not missing, f"{path.name}: code cells {missing} were stored unexecuted; run `make notebooks-execute`"
+    for cell in code:
+        for output in cell.outputs:
+            assert output.output_type != "error", f"{path.name} was stored with an error: {output.get('ename')}"
+            for kind, data in output.get("data", {}).items():
+                if kind.startswith("image/"):
+                    assert len(data) < MAX_IMAGE_BYTES, f"{path.name}: a {len(data):,}-byte figure; lower its dpi"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_uses_only_the_public_api(path: Path):
+    notebook = read(path)
+    used = [name for cell in notebook.cells if cell.cell_type == "code" for name in private_names(code_of(cell))]
+    assert not used, f"{path.name} reaches past scratchlm's public API: {sorted(set(used))}"
+
+
+def test_the_check_finds_private_names():
+    source = ("import scratchlm\nimport scratchlm.models.gpt\nfrom scratchlm.plots import figure\n"
+              "from scratchlm import train, Trainer\nimport scratchlm as s\ns.trainer.Trainer\nscratchlm.load('x')\n")
+    assert private_names(source) == ["import scratchlm.models.gpt", "from scratchlm.plots import ...",
+                                     "from scratchlm import Trainer", "s.trainer"]
+    assert private_names(code_of({"source": "%time x = 1\n!ls\nscratchlm.train"})) == []
+
+
+def execute(path: Path, workdir: Path, seconds: float, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run the notebook in a fresh kernel in `workdir`; the notebook is killed, kernel and all, after `seconds`."""
+    copy = workdir / path.name
+    copy.write_text(path.read_text())
+    command = [str(Path(sys.executable).parent / "jupyter-execute"), "--kernel_name=python3",
+               f"--timeout={int(seconds)}", str(copy)]
+    process = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)  # its own group: a timeout ends the kernel too
+    try:
+        stdout, stderr = process.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        pytest.fail(f"{path.name} ran past {seconds:.0f} s")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path):
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    if SHARED_DATA.is_dir():  # the notebooks then read the real data sets, as a learner's checkout does
+        env["SCRATCHLM_DATA"] = str(SHARED_DATA)
+    start = time.monotonic()
+    result = execute(path, tmp_path, NOTEBOOK_SECONDS, env)
+    seconds = time.monotonic() - start
+    assert result.returncode == 0, f"{path.name} failed after {seconds:.0f} s:\n{result.stderr[-4000:]}"
