@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import scratchlm
@@ -102,6 +103,37 @@ def test_the_check_finds_private_names():
     assert private_names(source) == ["import scratchlm.models.gpt", "from scratchlm.plots import ...",
                                      "from scratchlm import Trainer", "s.trainer"]
     assert private_names(code_of({"source": "%time x = 1\n!ls\nscratchlm.train"})) == []
+
+
+# ---------------------------------------------------------------- what the notebooks need from the API
+
+
+def test_every_public_name_resolves():
+    for name in scratchlm.__all__:
+        assert getattr(scratchlm, name) is not None, name
+    assert scratchlm.human_numbers_text(3) == "one . two . three"
+    stream = scratchlm.LMStream(np.arange(27), batch_size=4, bptt=3)  # the picture of batches/LMStream's docstring
+    x0, _ = stream.batch(0)
+    x1, y1 = stream.batch(1)
+    assert x0[:, 0].tolist() == [0, 6, 12, 18] and x1[0].tolist() == [3, 4, 5] and y1[0].tolist() == [4, 5, 6]
+
+
+def test_metrics_table_has_a_row_per_evaluation(hn_run: Path):
+    run = scratchlm.load(hn_run, device="cpu")
+    lines = run.metrics_table().splitlines()
+    assert len(lines) == len(run.metrics) + 2 and len(run.metrics) >= 1
+    assert "valid accuracy" in lines[0] and lines[-1].count("|") == lines[0].count("|")
+    assert f"{run.metrics[-1]['valid_accuracy']:.4f}" in lines[-1]
+
+
+def test_teacher_forcing_shows_the_target_shifted_right(tmp_path: Path):
+    data = tmp_path / "pairs.tsv"
+    numbers = scratchlm.human_numbers_text(3000).split(" . ")
+    data.write_text("".join(f"{' '.join(str(n))}\t{words}\n" for n, words in enumerate(numbers, 1)))
+    run = scratchlm.train(str(data), "seq2seq", tmp_path / "run", tokenizer="word", epochs=1, batch_size=32,
+                          settings={"n_embed": 8, "n_hidden": 8})
+    shown = run.teacher_forcing("twenty one")
+    assert shown == {"decoder_input": ["<bos>", "twenty", "one"], "targets": ["twenty", "one", "<eos>"]}
 
 
 def execute(path: Path, workdir: Path, seconds: float, env: dict[str, str]) -> subprocess.CompletedProcess:

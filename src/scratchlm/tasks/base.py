@@ -187,6 +187,22 @@ class Task:
         """Each metric as the tables show it."""
         return {name: f"{metrics[name]:.4f}" for name in self.metrics if name in metrics}
 
+    def data_dims(self, data: TaskData, spec: ModelSpec) -> dict[str, Any]:
+        """The model config fields a new run's data fixes: `model_dims`, and any a task adds (a classifier
+        started from a language model takes that model as its encoder)."""
+        return self.model_dims(data.tokenizers)
+
+    def init_model(self, model: nn.Module, data: TaskData) -> None:
+        """A new run's model before its first step: as built (a task may fill it from a trained run)."""
+
+    def fold_assignment(self, cfg: Any, folds: int) -> list[int]:
+        """k-fold cross-validation (scratchlm.folds): the fold of each example, from the data's seed alone."""
+        raise UserError(f"a {self.title} run has no k-fold cross-validation")
+
+    def fold_options(self, cfg: Any, fold: int, folds: int) -> dict[str, Any]:
+        """The data options of the run that holds out fold `fold` of `folds`."""
+        raise UserError(f"a {self.title} run has no k-fold cross-validation")
+
 
 # ---------------------------------------------------------------- a trained run
 
@@ -232,6 +248,18 @@ class Run:
     def metrics(self) -> list[dict]:
         """One row per evaluation during training, as metrics.jsonl holds them."""
         return RunDir(self.path).read_metrics()
+
+    def metrics_table(self) -> str:
+        """The evaluations during training as a markdown table, one row each (a notebook shows it with
+        IPython.display.Markdown): epoch, step, training loss, the task's validation metrics, seconds."""
+        metrics = list(self.task.metrics)
+        lines = ["| epoch | step | train loss | " + " | ".join(f"valid {m}" for m in metrics) + " | seconds |",
+                 "|" + "---:|" * (len(metrics) + 4)]
+        for row in self.metrics:
+            shown = self.task.format_metrics({m: row[f"valid_{m}"] for m in metrics if f"valid_{m}" in row})
+            lines.append(f"| {row['epoch']} | {row['step']} | {row['train_loss']:.4f} | "
+                         + " | ".join(shown.get(m, "-") for m in metrics) + f" | {row['seconds']:.1f} |")
+        return "\n".join(lines)
 
     @property
     def train_config(self) -> TrainConfig:

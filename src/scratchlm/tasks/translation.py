@@ -32,7 +32,7 @@ from scratchlm.data.pairs import (
     read_pairs,
     train_tokenizers,
 )
-from scratchlm.data.tokenize import PAD, Tokenizer, TokenizerSpec
+from scratchlm.data.tokenize import BOS, EOS, PAD, SPECIALS, Tokenizer, TokenizerSpec
 from scratchlm.decode import beam_search, greedy
 from scratchlm.distributed import World
 from scratchlm.errors import UserError
@@ -131,7 +131,9 @@ class TranslationRun(Run):
     def translate(self, texts: Sequence[str], beam: int = 1, n_best: int = 1, length_penalty: float = 1.0,
                   max_length_ratio: float = MAX_LENGTH[0], batch_size: int = 64, attention: bool = False) -> list:
         """Each text's translation (a string); with `n_best` > 1 a list of the best; with `attention`,
-        dicts with the source and target tokens and the (target x source) attention weights.
+        dicts with the source and target tokens and the attention weights: (target x source) for an RNN's
+        attention, (target x layers x heads x source) for a Transformer's cross-attention (`attention_rows`
+        picks one picture out of them).
 
         Sentences are decoded in batches sorted by length; the result of each never depends on the others.
         """
@@ -156,6 +158,14 @@ class TranslationRun(Run):
             for i, hypotheses in zip(chunk, found, strict=True):
                 out[i] = [self.result(ids[i], tokens, weights, attention) for tokens, _, weights in hypotheses]
         return [r if n_best > 1 else r[0] for r in out]
+
+    def teacher_forcing(self, target: str) -> dict[str, list[str]]:
+        """One target sentence as training shows it to the decoder, token by token: what the decoder reads
+        (the target shifted right behind <bos>) and what each step is scored on (the target, then <eos>).
+        Without the shift the decoder would learn to copy its input; without <eos> it would never stop."""
+        ids = encode_lines(self.target, [target.strip()])[0].tolist()
+        pieces = [self.target.decode([i]) for i in ids]
+        return {"decoder_input": [SPECIALS[BOS], *pieces], "targets": [*pieces, SPECIALS[EOS]]}
 
     def result(self, src: np.ndarray, tokens: list[int], weights, attention: bool):
         text = self.target.decode(tokens)
@@ -199,6 +209,27 @@ class TranslationRun(Run):
                 "signature": f"BLEU {bleu.get_signature()}; chrF {chrf.get_signature()}"}
 
 
+def attention_rows(weights: np.ndarray, layer: int | None = None, head: int | None = None) -> tuple[np.ndarray, str]:
+    """One (target x source) picture out of a translation's attention, and the words that name it.
+
+    weights: (T, S), an RNN's one attention, or (T, layers, heads, S), a Transformer's cross-attention;
+    layer and head count from 1; the default is the last layer, and the mean of its heads (head None).
+    """
+    if weights.ndim == 2:
+        if layer is not None or head is not None:
+            raise UserError("this model has one attention: --attention-layer and --attention-head are for a "
+                            "Transformer's layers of heads")
+        return weights, ""
+    T, L, H, S = weights.shape
+    layer = L if layer is None else layer
+    if not 1 <= layer <= L:
+        raise UserError(f"--attention-layer {layer}: the decoder has layers 1 to {L}")
+    if head is not None and not 1 <= head <= H:
+        raise UserError(f"--attention-head {head}: each layer has heads 1 to {H}")
+    rows = weights[:, layer - 1].mean(axis=1) if head is None else weights[:, layer - 1, head - 1]
+    return rows, f"cross-attention, layer {layer} of {L}, " + (f"mean of {H} heads" if head is None else f"head {head} of {H}")
+
+
 def reference_streams(references: Sequence[Sequence[str]]) -> list[list[str | None]]:
     """sacrebleu's layout: stream j holds the j-th reference of every sentence (None where it has fewer)."""
     most = max(len(r) for r in references)
@@ -219,7 +250,7 @@ def check_decoding(beam: int, n_best: int, length_penalty: float, max_length_rat
 class Translation(Task):
     name = "translation"
     title = "translation"
-    dims = ("src_vocab_size", "tgt_vocab_size")
+    dims = ("src_vocab_size", "tgt_vocab_size", "joint_vocab")
     sums = ("loss", "correct", "tokens", *(f"bleu{i}" for i in range(BLEU_STATS)), *(f"chrf{i}" for i in range(CHRF_STATS)))
     metrics = ("loss", "bleu", "chrf", "accuracy")
     headline = "bleu"
@@ -266,11 +297,16 @@ class Translation(Task):
                   train_cfg: TrainConfig) -> TranslationData:
         return split_data(cfg, tokenizers)
 
-    def model_dims(self, tokenizers: dict[str, Tokenizer]) -> dict[str, int]:
-        return {"src_vocab_size": tokenizers[SOURCE].vocab_size, "tgt_vocab_size": tokenizers[TARGET].vocab_size}
+    def model_dims(self, tokenizers: dict[str, Tokenizer]) -> dict[str, int | bool]:
+        """The vocabulary sizes, and whether both languages share one vocabulary (a joint one: the same
+        tokenizer in training, the same file contents once read back), which tying source and target
+        embeddings needs."""
+        source, target = tokenizers[SOURCE], tokenizers[TARGET]
+        joint = source is target or source.to_json() == target.to_json()
+        return {"src_vocab_size": source.vocab_size, "tgt_vocab_size": target.vocab_size, "joint_vocab": joint}
 
-    def example_dims(self) -> tuple[str, dict[str, int]]:
-        return "a joint 8,000-token BPE vocabulary", {"src_vocab_size": 8000, "tgt_vocab_size": 8000}
+    def example_dims(self) -> tuple[str, dict[str, int | bool]]:
+        return "a joint 8,000-token BPE vocabulary", {"src_vocab_size": 8000, "tgt_vocab_size": 8000, "joint_vocab": True}
 
     def batches(self, data: TranslationData, cfg: TrainConfig, model: nn.Module, world: World):
         train = PairBatches(tuple(data.train_src), tuple(data.train_tgt), cfg.batch_size)
