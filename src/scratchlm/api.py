@@ -142,8 +142,10 @@ def fit_run(run_dir: RunDir, plan: Plan, resume: bool, progress: bool | str, cac
     if resume and data.content_hash != run_dir.read_config()["data"]["content_hash"]:
         raise UserError(f"--resume: {task.describe(plan.data)} changed since the run started (its content hash "
                         "differs); train a new run on the new data")
-    model_cfg = spec.make_config(task.model_dims(data.tokenizers), plan.settings)
+    model_cfg = spec.make_config(task.data_dims(data, spec), plan.settings)
     model = spec.build(model_cfg)
+    if not (resume and run_dir.file(STATE).exists()):  # a resumed run's weights come from its checkpoint
+        task.init_model(model, data)
     train_batches, valid_batches = task.batches(data, train_cfg, model, world)
     device = world.device
     n_parameters = parameter_count(model)
@@ -218,7 +220,8 @@ def lr_find(data: str | None = None, model: str | None = None, *, plot: str | Pa
     plan = plan_new(model or DEFAULT_MODEL, settings, *split_options({"data": data, **options}))
     seed_everything(plan.train.seed)
     data_ = plan.task.load_data(plan.data, cache_dir, None, plan.train)
-    net = plan.spec.build(plan.spec.make_config(plan.task.model_dims(data_.tokenizers), plan.settings))
+    net = plan.spec.build(plan.spec.make_config(plan.task.data_dims(data_, plan.spec), plan.settings))
+    plan.task.init_model(net, data_)
     batches, valid = plan.task.batches(data_, plan.train, net, World())
     device = resolve_device(plan.train.device)
     precision = resolve_precision(plan.train.precision, device, parameter_count(net))

@@ -98,3 +98,23 @@ def plot_attention(source: Sequence[str], target: Sequence[str], weights, path: 
     if title:
         ax.set_title(title)
     save(fig, Path(path))
+
+
+def plot_confusion(matrix, labels: Sequence[str], path: str | Path, title: str = "") -> None:
+    """A confusion matrix as a heat map: rows the true label, columns the predicted one, each cell its count."""
+    import numpy as np
+
+    matrix = np.asarray(matrix)
+    fig, ax = figure()
+    fig.set_size_inches(max(3.5, 0.6 * len(labels) + 2), max(3.0, 0.6 * len(labels) + 1.5))
+    image = ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45 if len(labels) > 4 else 0, ha="right" if len(labels) > 4 else "center")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, f"{count:,}", ha="center", va="center", color="white" if count > matrix.max() / 2 else "black")
+    fig.colorbar(image, ax=ax, fraction=0.04)
+    if title:
+        ax.set_title(title)
+    save(fig, Path(path))

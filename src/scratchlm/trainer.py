@@ -255,7 +255,7 @@ class Trainer:
     def set_rates(self, progress: float, scale: float = 1.0) -> None:
         """The schedule's learning rate (times `scale`) and Adam's momentum at this point of the run."""
         for group in self.optimizer.param_groups:
-            group["lr"] = lr_at(progress, self.cfg) * scale
+            group["lr"] = lr_at(progress, self.cfg) * scale * group.get("lr_scale", 1.0)
             if "betas" in group:  # Adam's; Muon keeps its own momentum
                 group["betas"] = (momentum_at(progress, self.cfg), group["betas"][1])
 
@@ -403,13 +403,23 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> 
     outputs = getattr(model.config, "vocab_size", None) or getattr(model.config, "tgt_vocab_size", None)
     hidden = hidden_matrices(model, outputs) if cfg.optimizer == "muon" else []
     taken = {id(p) for p in hidden}
-    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in taken]
-    groups = [{"params": [p for p in rest if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0}]
+    groups = []
+    for params, lr_scale in layer_groups(model):
+        rest = [p for p in params if p.requires_grad and id(p) not in taken]
+        groups += [{"params": [p for p in rest if p.dim() >= 2], "weight_decay": cfg.weight_decay, "lr_scale": lr_scale},
+                   {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0, "lr_scale": lr_scale}]
     adamw = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99), eps=1e-8, fused=fused_adamw(device))
     if not hidden:
         return adamw
     return MuonAdamW(Muon(hidden, lr=cfg.lr, weight_decay=cfg.weight_decay), adamw)
+
+
+def layer_groups(model: nn.Module) -> list[tuple[list[nn.Parameter], float]]:
+    """(parameters, learning-rate factor) of each layer group: one group at the full rate, unless the model
+    offers its own (`layer_groups()`: discriminative fine-tuning, Howard and Ruder 2018, 3.2)."""
+    if hasattr(model, "layer_groups"):
+        return model.layer_groups()
+    return [(list(model.parameters()), 1.0)]
 
 
 class Progress:

@@ -162,17 +162,33 @@ def summary(run) -> str:
 def cmd_eval(args: argparse.Namespace) -> int:
     from scratchlm.run import Run
 
+    if args.folds is not None:
+        return cross_validation(args)
     run = Run.load(args.run, device=args.device or "auto")
-    options = {"data": args.data, "encoding": args.encoding, **task_commands(run.task.name).eval_options(args)}
+    commands = task_commands(run.task.name)
+    options = {"data": args.data, "encoding": args.encoding, **commands.eval_options(args)}
     result = run.eval(**{k: v for k, v in options.items() if v is not None})
     if args.json:
         print(json.dumps(result, indent=2))
+    elif hasattr(commands, "eval_text"):  # a task that shows more than one row of numbers
+        print(commands.eval_text(result))
     else:
         shown = run.task.format_metrics(result)
         keys = [k for k in result if k == "data" or not isinstance(result[k], str)]
         print(table(keys, [[shown.get(k, result[k]) for k in keys]]))
         for key in (k for k in result if k not in keys and k != "run"):  # long texts: sacrebleu's signature
             print(f"{key}: {result[key]}")
+    return 0
+
+
+def cross_validation(args: argparse.Namespace) -> int:
+    from scratchlm.folds import cross_validate, folds_text
+
+    if args.data is not None:
+        raise UserError("--folds trains a run per fold on the run's own data; drop --data")
+    results = cross_validate(args.run, args.folds, progress=not args.json)
+    print(json.dumps({k: v for k, v in results.items() if k != "assignment"}, indent=2) if args.json
+          else folds_text(results))
     return 0
 
 
@@ -266,6 +282,9 @@ def build_parser() -> Parser:
     p.add_argument("--encoding", help="that data's encoding (default: UTF-8, detected when that fails)")
     for name in TASK_NAMES:
         task_commands(name).add_eval_options(p)
+    p.add_argument("--folds", type=int, metavar="K",
+                   help="k-fold cross-validation: train K runs of the run's model, settings and data, each with one fold "
+                        "held out and scored on it; mean and standard deviation (for tasks whose data has folds)")
     p.add_argument("--json", action="store_true", help="JSON instead of a table")
     p.add_argument("--device", help="auto (default), cpu or cuda")
 

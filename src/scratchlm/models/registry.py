@@ -21,6 +21,14 @@ from scratchlm.errors import UserError, closest
 from scratchlm.models.awd_lstm import AWDLSTM, AWDLSTMConfig
 from scratchlm.models.base import parameter_count
 from scratchlm.models.cells import ScratchRNN, ScratchRNNConfig
+from scratchlm.models.classifier import (
+    BagConfig,
+    BagOfEmbeddings,
+    LMClassifierConfig,
+    RNNClassifier,
+    RNNClassifierConfig,
+    lm_classifier,
+)
 from scratchlm.models.gpt import GPT, GPTConfig
 from scratchlm.models.mlp import MLP3, MLPConfig
 from scratchlm.models.recurrent import FusedRNN, FusedRNNConfig
@@ -69,7 +77,20 @@ class ModelSpec:
             return parameter_count(self.build(config))
 
 
+def build_body(encoder: dict, vocab_size: int) -> nn.Module:
+    """The language model a classifier's `encoder` names ({"name", "config"}), on `vocab_size` tokens."""
+    spec = get_spec(encoder["name"])
+    if spec.task != "lm":
+        raise UserError(f"{spec.name} is a {spec.task} model; a classifier's body is a language model")
+    return spec.build(spec.make_config({"vocab_size": vocab_size}, encoder.get("config", {})))
+
+
+def ulmfit(config: LMClassifierConfig) -> nn.Module:
+    return lm_classifier(config, build_body)
+
+
 BOOK = "fast.ai ch. 12"
+CLASSIFIER = {"lr": 3e-3, "epochs": 8, "batch_size": 64, "weight_decay": 0.01, "warmup": 0.1, "grad_clip": 1.0}
 TRANSLATION = {"lr": 2e-3, "epochs": 10, "batch_size": 64, "grad_clip": 1.0, "warmup": 0.1, "weight_decay": 0.01}
 SPECS = [
     ModelSpec("mlp3", f"fixed 3-token window, one hidden layer shared by all positions (Bengio 2003; {BOOK} LMModel1)",
@@ -116,11 +137,18 @@ SPECS = [
     ModelSpec("seq2seq-attn", "the same with attention: each target word looks back at every source word "
               "(Bahdanau et al. 2015; Luong et al. 2015)", "translation", Seq2SeqConfig, Seq2Seq,
               {"attention": "bahdanau", "bidirectional": True, "n_embed": 256, "n_hidden": 256}, TRANSLATION),
+    ModelSpec("bag-of-embeddings", "the mean of the word vectors, then a linear layer: word order is lost",
+              "classification", BagConfig, BagOfEmbeddings, {}, CLASSIFIER),
+    ModelSpec("rnn-classifier", "a bidirectional LSTM read over the sentence, pooled over time (last, max, mean)",
+              "classification", RNNClassifierConfig, RNNClassifier, {}, CLASSIFIER),
+    ModelSpec("ulmfit", "a trained language model's body (train --from RUN) fine-tuned with discriminative rates "
+              "and gradual unfreezing (Howard and Ruder 2018)", "classification", LMClassifierConfig, ulmfit, {},
+              {**CLASSIFIER, "lr": 2e-3, "epochs": 6}),
 ]
 REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in SPECS}
 DEFAULT_MODEL = "rnn"  # what `train` trains without --model
 # Config fields a task fills from the data (each task's `dims`): never a user's --set.
-DATA_FIELDS = ("vocab_size", "src_vocab_size", "tgt_vocab_size")
+DATA_FIELDS = ("vocab_size", "src_vocab_size", "tgt_vocab_size", "n_classes", "encoder")
 
 
 def get_spec(name: str) -> ModelSpec:

@@ -1,0 +1,91 @@
+"""The classification task's part of the command line: its data options, `classify`, and what `eval`
+takes for it and shows. The shared verbs are in scratchlm/cli/__init__.py."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+
+
+def add_data_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("classification data (labelled text: a folder per label, a file per label, or a CSV/TSV)")
+    g.add_argument("--label-from-filename", action="store_true", default=None,
+                   help="--data is a folder of files, one per label (rt-polarity.pos, .neg), one example a line")
+    g.add_argument("--text-column", help="a CSV/TSV's text column: its header name or number (default text)")
+    g.add_argument("--label-column", help="a CSV/TSV's label column: its header name or number (default label)")
+    g.add_argument("--from", dest="base_run", metavar="RUN",
+                   help="start from a trained language model's run: its tokenizer and body (with --model ulmfit)")
+
+
+def data_options(args: argparse.Namespace) -> dict:
+    return {"label_from_filename": args.label_from_filename, "text_column": args.text_column,
+            "label_column": args.label_column, "base_run": args.base_run}
+
+
+def add_eval_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("classification runs")
+    g.add_argument("--wrong", type=int, help="show this many of the most confidently wrong examples (default 5)")
+    g.add_argument("--confusion-png", help="where to draw the confusion matrix (default RUN/confusion.png)")
+
+
+def eval_options(args: argparse.Namespace) -> dict:
+    return {"wrong": args.wrong, "confusion_png": args.confusion_png}
+
+
+def eval_text(result: dict) -> str:
+    """`eval`'s result for the terminal: the scores, each label's, the confusion matrix, the misses."""
+    from scratchlm.cli import table
+
+    lines = [f"{result['data']}: {result['examples']:,} examples, accuracy {result['accuracy']:.4f}, "
+             f"macro F1 {result['macro_f1']:.4f}, loss {result['loss']:.4f}", ""]
+    lines.append(table(["label", "precision", "recall", "F1", "support"],
+                       [[c, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", m["support"]]
+                        for c, m in result["per_label"].items()]))
+    names = result["confusion"]["labels"]
+    lines += ["", "confusion matrix (rows: the true label; columns: the predicted one)",
+              table(["", *names], [[c, *row] for c, row in zip(names, result["confusion"]["matrix"], strict=True)]),
+              f"(drawn in {result['confusion_png']})"]
+    if result["most_confidently_wrong"]:
+        lines += ["", "most confidently wrong (probability, predicted label, true label, text):"]
+        lines += [f"  {w['probability']:.3f}  {w['predicted']} (is {w['label']})  {w['text']}"
+                  for w in result["most_confidently_wrong"]]
+    return "\n".join(lines)
+
+
+def add_verbs(verb: Callable[..., argparse.ArgumentParser]) -> None:
+    p = verb("classify", cmd_classify, "label texts with a trained classifier: the label and its probability")
+    p.add_argument("run", help="a run directory")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts (default: --file, else standard input)")
+    p.add_argument("--file", help="a file of texts, one a line; one result a line comes out")
+    p.add_argument("--all-labels", action="store_true", help="every label's probability, not only the best")
+    p.add_argument("--json", action="store_true", help="one JSON object a line")
+    p.add_argument("--encoding", help="--file's encoding (default: UTF-8, detected when that fails)")
+    p.add_argument("--device", help="auto (default), cpu or cuda")
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from scratchlm.errors import UserError
+    from scratchlm.tasks.classification import ClassificationRun, read_texts
+
+    if args.texts and args.file:
+        raise UserError("give texts or --file, not both")
+    run = ClassificationRun.load(args.run, device=args.device or "auto")
+    if args.texts:
+        texts = args.texts
+    elif args.file:
+        texts = read_texts(args.file, args.encoding)
+    else:
+        texts = [line for line in sys.stdin.read().splitlines() if line.strip()]
+    if not texts:
+        raise UserError("nothing to classify: give texts, --file, or lines on standard input")
+    for result in run.classify(texts, all_labels=args.all_labels):
+        if args.json:
+            print(json.dumps(result, ensure_ascii=False))
+        elif args.all_labels:
+            shown = "  ".join(f"{label} {p:.3f}" for label, p in result["probabilities"].items())
+            print(f"{result['label']}\t{shown}\t{result['text']}")
+        else:
+            print(f"{result['label']}\t{result['probability']:.3f}\t{result['text']}")
+    return 0
