@@ -20,7 +20,9 @@ fewest methods that work:
                                   the ladder ranks by; `score` the one the best checkpoint is kept by)
 
 and, for the verbs, `run_class` (the Python API's Run for this task's runs: a subclass of `Run`, below)
-and `tokenizer_files` (what the run directory holds besides the weights).
+and `tokenizer_files` (what the run directory holds besides the weights). A model that learns by
+counting, not by steps (an n-gram model), is fit by `count(model, batches)`: once, on the data the
+training batches are cut from.
 
 The batches protocol, which `LMStream` and `WindowBatches` follow and every task's batches must:
 
@@ -128,6 +130,13 @@ class Task:
         """The batches of one epoch: drawn anew from (seed, epoch) by batches that offer `for_epoch`."""
         for_epoch = getattr(batches, "for_epoch", None)
         return for_epoch(epoch, cfg.seed) if for_epoch else batches
+
+    def count(self, model: nn.Module, batches: Batches) -> int:
+        """Fit a model that learns by counting (models/base.py, `fits_by_counting`) on the data the
+        training batches are cut from, in one pass; the tokens it read. A task without a token stream
+        to count refuses such a model."""
+        raise UserError(f"{type(model).__name__} learns by counting a token stream, which {self.title} data "
+                        "does not give")
 
     def lr_scale(self, batch: Batch, cfg: Any) -> float:
         """A factor on this batch's learning rate (random-length BPTT shortens a window's step)."""
@@ -257,7 +266,7 @@ class Run:
                  "|" + "---:|" * (len(metrics) + 4)]
         for row in self.metrics:
             shown = self.task.format_metrics({m: row[f"valid_{m}"] for m in metrics if f"valid_{m}" in row})
-            lines.append(f"| {row['epoch']} | {row['step']} | {row['train_loss']:.4f} | "
+            lines.append(f"| {row['epoch']:g} | {row['step']} | {row['train_loss']:.4f} | "
                          + " | ".join(shown.get(m, "-") for m in metrics) + f" | {row['seconds']:.1f} |")
         return "\n".join(lines)
 
