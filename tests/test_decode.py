@@ -66,7 +66,7 @@ class Markov(nn.Module):
     def init_state(self, memory):
         return None
 
-    def decode_step(self, y_prev, state, memory):
+    def decode_step(self, y_prev, state, memory, need_weights=False):
         return self.table[y_prev], None, None
 
     def select_state(self, state, index):

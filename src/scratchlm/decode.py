@@ -5,8 +5,11 @@ Both are written against the interface every scratchlm encoder-decoder offers (t
 
     memory = model.encode(src, src_lengths)          # memory.select(index) picks rows of the batch
     state = model.init_state(memory)
-    logits, state, attention = model.decode_step(y_prev, state, memory)   # (B, V), ..., (B, S) or None
+    logits, state, attention = model.decode_step(y_prev, state, memory, need_weights=False)
     state = model.select_state(state, index)
+
+`attention` is (B, S) for the RNNs' one attention, (B, layers, heads, S) for a Transformer's
+cross-attention, or None; a model may leave it out (None) unless `need_weights` asks for it.
 
 Decoding starts from BOS. A hypothesis ends at its own EOS (not included in its tokens) or after
 `max_len` steps, an int or one per sentence (e.g. 2 * source length + 10).
@@ -41,7 +44,8 @@ class EncoderDecoder(Protocol):
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> Any: ...
     def init_state(self, memory: Any) -> Any: ...
-    def decode_step(self, y_prev: torch.Tensor, state: Any, memory: Any) -> tuple[torch.Tensor, Any, torch.Tensor | None]: ...
+    def decode_step(self, y_prev: torch.Tensor, state: Any, memory: Any,
+                    need_weights: bool = False) -> tuple[torch.Tensor, Any, torch.Tensor | None]: ...
     def select_state(self, state: Any, index: torch.Tensor) -> Any: ...
 
 
@@ -78,7 +82,7 @@ def greedy(model: EncoderDecoder, src: torch.Tensor, src_lengths: torch.Tensor, 
     """The most likely token at each step, for each sentence of src (B, S).
 
     Returns the token lists (without EOS); with `attention`, also per sentence the attention rows of
-    those tokens, (len(tokens), source length), or None for a model without attention.
+    those tokens, (len(tokens), ..., source length), or None for a model without attention.
     """
     B = src.size(0)
     limits = step_limits(max_len, B)
@@ -90,7 +94,7 @@ def greedy(model: EncoderDecoder, src: torch.Tensor, src_lengths: torch.Tensor, 
         last = torch.tensor(limits, device=src.device) - 1  # (B,) the step of each sentence's last token
         steps, rows = [], []
         for t in range(max(limits)):
-            logits, state, weights = model.decode_step(y, state, memory)
+            logits, state, weights = model.decode_step(y, state, memory, need_weights=attention)
             y = F.log_softmax(logits.float(), dim=-1).argmax(-1)  # the same numbers beam search ranks
             steps.append(y)
             rows.append(weights)
@@ -106,8 +110,8 @@ def greedy(model: EncoderDecoder, src: torch.Tensor, src_lengths: torch.Tensor, 
             return hyps
         if rows[0] is None:
             return hyps, [None] * B
-        weights = torch.stack(rows, dim=1)  # (B, steps, S)
-        return hyps, [weights[i, : len(h), : int(src_lengths[i])].float().cpu() for i, h in enumerate(hyps)]
+        weights = torch.stack(rows, dim=1)  # (B, steps, ..., S)
+        return hyps, [weights[i, : len(h), ..., : int(src_lengths[i])].float().cpu() for i, h in enumerate(hyps)]
 
 
 def beam_search(model: EncoderDecoder, src: torch.Tensor, src_lengths: torch.Tensor, beam: int,
@@ -117,7 +121,7 @@ def beam_search(model: EncoderDecoder, src: torch.Tensor, src_lengths: torch.Ten
 
     tokens exclude EOS; score is the log-probability divided by the length penalty (see the module
     docstring). With `attention`, each tuple ends with the attention rows of its tokens,
-    (len(tokens), source length), or None for a model without attention.
+    (len(tokens), ..., source length), or None for a model without attention.
     """
     if beam < 1 or not 1 <= n_best <= beam:
         raise UserError(f"beam {beam} must be at least 1, and n_best {n_best} between 1 and the beam")
@@ -132,22 +136,22 @@ def beam_search(model: EncoderDecoder, src: torch.Tensor, src_lengths: torch.Ten
         scores = torch.full((B, K), float("-inf"), device=src.device)
         scores[:, 0] = 0  # the K beams start equal: keep one, or the first step would fill the beam K times over
         history = torch.empty(B * K, 0, dtype=torch.long, device=src.device)  # (B * K, t) tokens so far
-        seen = None  # (B * K, t, S) their attention rows, when asked for
+        seen = None  # (B * K, t, ..., S) their attention rows, when asked for
         finished: list[list[tuple[float, list[int], torch.Tensor | None]]] = [[] for _ in range(B)]
         done = [False] * B
 
         def finish(b: int, row: int, logp: float, tokens: list[int], steps: int) -> None:
             """Hypothesis `row` of sentence b is finished: ranked by logp / lp(steps), steps counting its EOS."""
-            kept = None if seen is None else seen[row, : len(tokens), : int(src_lengths[b])].float().cpu()
+            kept = None if seen is None else seen[row, : len(tokens), ..., : int(src_lengths[b])].float().cpu()
             finished[b].append((logp / lp(steps, alpha), tokens, kept))
 
         for t in range(max(limits)):
-            logits, state, weights = model.decode_step(y, state, memory)
+            logits, state, weights = model.decode_step(y, state, memory, need_weights=attention)
             logp = F.log_softmax(logits.float(), dim=-1)  # (B * K, V)
             V = logp.size(-1)
             if attention and weights is not None:
-                seen = torch.cat([weights.new_zeros(B * K, 0, weights.size(-1)) if seen is None else seen,
-                                  weights[:, None]], dim=1)  # (B * K, t + 1, S)
+                seen = torch.cat([weights.new_zeros(B * K, 0, *weights.shape[1:]) if seen is None else seen,
+                                  weights[:, None]], dim=1)  # (B * K, t + 1, ..., S)
             candidates = (scores.view(B * K, 1) + logp).view(B, K * V)  # every extension of every beam
             top, index = candidates.topk(min(2 * K, K * V), dim=1)  # (B, 2K), best first: enough to refill K after EOS
             top, index = top.tolist(), index.tolist()

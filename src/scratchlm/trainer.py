@@ -43,7 +43,7 @@ from scratchlm.speed import autocast, compile_model, fused_adamw, to_device
 Task = Any
 Batches = Any
 
-SCHEDULES = ("onecycle", "cosine", "constant")
+SCHEDULES = ("onecycle", "cosine", "invsqrt", "constant")
 OPTIMIZERS = ("adamw", "muon")
 MAX_SKIPPED_IN_A_ROW = 10  # --on-nan skip gives up after this many bad batches in a row
 EVALUATIONS = 10  # a run bounded by time, without --eval-every, is evaluated at each tenth of its budget
@@ -56,8 +56,8 @@ class TrainConfig:
     epochs: int | None = None  # passes over the training stream
     time: float | None = None  # seconds of training; stops at the first bound reached
     lr: float = 3e-3  # peak learning rate
-    schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"  # learning rate over the run
-    warmup: float = 0.25  # share of the run spent rising to the peak (onecycle, cosine)
+    schedule: Literal["onecycle", "cosine", "invsqrt", "constant"] = "onecycle"  # learning rate over the run
+    warmup: float = 0.25  # share of the run spent rising to the peak (onecycle, cosine, invsqrt)
     weight_decay: float = 0.01  # decoupled weight decay on the matrices (AdamW, Loshchilov and Hutter 2019)
     optimizer: Literal["adamw", "muon"] = "adamw"  # muon: Muon for the hidden matrices, AdamW for the rest
     batch_size: int = 64  # rows of the stream per batch
@@ -86,6 +86,8 @@ class TrainConfig:
             raise UserError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         if not 0 <= self.warmup < 1:
             raise UserError(f"--warmup {self.warmup} must be in [0, 1)")
+        if self.schedule == "invsqrt" and self.warmup == 0:
+            raise UserError("--schedule invsqrt needs a --warmup above 0: the rate falls as 1/sqrt of the run after it")
         if self.weight_decay < 0 or (self.grad_clip is not None and self.grad_clip <= 0):
             raise UserError("--weight-decay must be >= 0 and --grad-clip > 0")
         if not 1 <= self.batch_size <= 1_000_000 or not 1 <= self.bptt <= 1_000_000:
@@ -109,11 +111,15 @@ def lr_at(progress: float, cfg: TrainConfig) -> float:
     """Learning rate at `progress` in [0, 1] of the run.
 
     onecycle (Smith 2018, as fastai's fit_one_cycle): cosine from lr/25 up to lr over `warmup`, then
-    cosine down to lr/1e5. cosine: linear warm-up, cosine to lr/10. constant: lr.
+    cosine down to lr/1e5. cosine: linear warm-up, cosine to lr/10. invsqrt (Vaswani et al. 2017, eq. 3,
+    by progress instead of steps): linear warm-up, then lr * sqrt(warmup / p), lr * sqrt(warmup) at the
+    end. constant: lr.
     """
     p = min(max(progress, 0.0), 1.0)
     if cfg.schedule == "constant":
         return cfg.lr
+    if cfg.schedule == "invsqrt":
+        return cfg.lr * min(p / cfg.warmup, math.sqrt(cfg.warmup / max(p, 1e-12)))
     if cfg.schedule == "cosine":
         if p < cfg.warmup:
             return cfg.lr * p / cfg.warmup

@@ -86,7 +86,7 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--epochs", type=int, help="passes over the training data")
     g.add_argument("--time", type=duration, help="training time budget: 90s, 5m, 1h (evaluations not counted)")
     g.add_argument("--lr", type=float, help="peak learning rate")
-    g.add_argument("--schedule", help="onecycle (else), cosine or constant")
+    g.add_argument("--schedule", help="onecycle (else), cosine, invsqrt (inverse square root) or constant")
     g.add_argument("--warmup", type=float, help="share of the run rising to the peak rate (else 0.25)")
     g.add_argument("--weight-decay", type=float, help="decoupled weight decay on matrices (else 0.01)")
     g.add_argument("--optimizer", help="adamw (else) or muon: Muon for the hidden matrices, AdamW for the rest")
@@ -206,9 +206,10 @@ def cmd_ladder(args: argparse.Namespace) -> int:
     from scratchlm.race import columns, ladder, rungs, table_cells
 
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models is not None else None
-    _, task = rungs(models)
+    _, task = rungs(models, args.task)
     options = {**data_options(args), **train_options(args)}
-    rows = ladder(models=models, out=args.out, progress=not args.quiet, cache_dir=args.cache_dir, **options)
+    rows = ladder(models=models, out=args.out, progress=not args.quiet, cache_dir=args.cache_dir, task=args.task,
+                  **options)
     print(table(columns(task), [table_cells(task, row) for row in rows]))
     print(f"\ntable: {args.out}/ladder.md and ladder.json; plot: {args.out}/ladder.png")
     return 0
@@ -298,7 +299,9 @@ def build_parser() -> Parser:
     p = verb("ladder", cmd_ladder, "train every model of a task on the same data: a table and a plot")
     add_data_options(p)
     add_train_options(p)
-    p.add_argument("--models", help="comma-separated rungs (default: every language model in the registry)")
+    p.add_argument("--task", choices=TASK_NAMES,
+                   help="race every model of this task (default: the task of --models, else language modelling)")
+    p.add_argument("--models", help="comma-separated rungs (default: every model of --task in the registry)")
     p.add_argument("--out", default="runs/ladder", help="where the rungs' runs, table and plot go (default runs/ladder)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -47,6 +47,10 @@ def add_verbs(verb: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--max-length-ratio", type=float, default=2.0,
                    help="stop after this many target tokens per source token, plus 10 (default 2)")
     p.add_argument("--attention-map", metavar="PNG", help="draw the attention of the first sentence as a heat map")
+    p.add_argument("--attention-layer", type=int, metavar="N",
+                   help="a Transformer's cross-attention of decoder layer N, from 1 (default: the last)")
+    p.add_argument("--attention-head", type=int, metavar="H",
+                   help="a Transformer's head H of that layer, from 1 (default: the mean of its heads)")
     p.add_argument("--encoding", help="--file's encoding (default: UTF-8, detected when that fails)")
     p.add_argument("--device", help="auto (default), cpu or cuda")
 
@@ -54,10 +58,12 @@ def add_verbs(verb: Callable[..., argparse.ArgumentParser]) -> None:
 def cmd_translate(args: argparse.Namespace) -> int:
     from scratchlm.data.pairs import read_lines
     from scratchlm.errors import UserError
-    from scratchlm.tasks.translation import TranslationRun
+    from scratchlm.tasks.translation import TranslationRun, attention_rows
 
     if args.texts and args.file:
         raise UserError("give sentences or --file, not both")
+    if (args.attention_layer is not None or args.attention_head is not None) and not args.attention_map:
+        raise UserError("--attention-layer and --attention-head choose what --attention-map PNG draws; give it too")
     run = TranslationRun.load(args.run, device=args.device or "auto")
     if args.texts:
         texts = args.texts
@@ -67,17 +73,21 @@ def cmd_translate(args: argparse.Namespace) -> int:
         texts = sys.stdin.read().splitlines()
     if not texts:
         raise UserError("nothing to translate: give sentences, --file, or lines on standard input")
+    picture = None
+    if args.attention_map:  # before any output: a wrong layer or head is refused with nothing printed
+        first = run.translate(texts[:1], beam=args.beam, length_penalty=args.length_penalty, attention=True)[0]
+        if first["attention"] is None:
+            raise UserError(f"{run.spec.name} has no attention to draw; train seq2seq-attn or transformer-mt")
+        picture = (first, *attention_rows(first["attention"], args.attention_layer, args.attention_head))
     results = run.translate(texts, beam=args.beam, n_best=args.n_best, length_penalty=args.length_penalty,
                             max_length_ratio=args.max_length_ratio)
     for result in results:
         print(" ||| ".join(result) if args.n_best > 1 else result)
-    if args.attention_map:
+    if picture:
         from scratchlm.plots import plot_attention
 
-        first = run.translate(texts[:1], beam=args.beam, length_penalty=args.length_penalty, attention=True)[0]
-        if first["attention"] is None:
-            raise UserError(f"{run.spec.name} has no attention to draw; train seq2seq-attn")
-        plot_attention(first["source_tokens"], first["target_tokens"], first["attention"], args.attention_map)
+        first, rows, title = picture
+        plot_attention(first["source_tokens"], first["target_tokens"], rows, args.attention_map, title)
         print(f"attention map: {args.attention_map}", file=sys.stderr)
     return 0
 

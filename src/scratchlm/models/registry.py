@@ -34,6 +34,7 @@ from scratchlm.models.mlp import MLP3, MLPConfig
 from scratchlm.models.recurrent import FusedRNN, FusedRNNConfig
 from scratchlm.models.rnn import LoopRNN, LoopRNNConfig
 from scratchlm.models.seq2seq import Seq2Seq, Seq2SeqConfig
+from scratchlm.models.transformer_mt import TransformerMT, TransformerMTConfig
 
 
 @dataclass(frozen=True)
@@ -58,9 +59,10 @@ class ModelSpec:
 
     def make_config(self, dims: dict[str, int], overrides: dict[str, Any] | None = None) -> Any:
         """The config: this entry's defaults, then `overrides` (--set), then `dims`, the sizes the task
-        takes from the data (vocab_size, ...), which no setting can change."""
-        values = {**self.config, **(overrides or {}), **dims}
+        takes from the data (vocab_size, ...), which no setting can change; a dim the config has no field
+        for is one this model does not use (joint_vocab for a model that never shares embeddings)."""
         known = {f.name for f in dataclasses.fields(self.config_cls)}
+        values = {**self.config, **(overrides or {}), **{k: v for k, v in dims.items() if k in known}}
         if unknown := sorted(set(values) - known):
             raise UserError(f"{self.name} has no setting {', '.join(unknown)}; its settings are "
                             f"{', '.join(sorted(known - set(dims)))}")
@@ -92,6 +94,9 @@ def ulmfit(config: LMClassifierConfig) -> nn.Module:
 BOOK = "fast.ai ch. 12"
 CLASSIFIER = {"lr": 3e-3, "epochs": 8, "batch_size": 64, "weight_decay": 0.01, "warmup": 0.1, "grad_clip": 1.0}
 TRANSLATION = {"lr": 2e-3, "epochs": 10, "batch_size": 64, "grad_clip": 1.0, "warmup": 0.1, "weight_decay": 0.01}
+# ~1,500 target tokens a batch on eng-fra; the rate rises over the first 5% of the run, then falls as 1/sqrt
+TRANSFORMER_MT = {"lr": 1e-3, "epochs": 20, "batch_size": 160, "schedule": "invsqrt", "warmup": 0.05, "grad_clip": 1.0,
+                  "weight_decay": 0.01}
 SPECS = [
     ModelSpec("mlp3", f"fixed 3-token window, one hidden layer shared by all positions (Bengio 2003; {BOOK} LMModel1)",
               "lm", MLPConfig, MLP3, {}, {"lr": 1e-3, "epochs": 4, "bptt": 3}),
@@ -137,6 +142,9 @@ SPECS = [
     ModelSpec("seq2seq-attn", "the same with attention: each target word looks back at every source word "
               "(Bahdanau et al. 2015; Luong et al. 2015)", "translation", Seq2SeqConfig, Seq2Seq,
               {"attention": "bahdanau", "bidirectional": True, "n_embed": 256, "n_hidden": 256}, TRANSLATION),
+    ModelSpec("transformer-mt", "encoder-decoder Transformer: self-attention on each side, cross-attention between, "
+              "no recurrence (Vaswani et al. 2017)", "translation", TransformerMTConfig, TransformerMT, {},
+              TRANSFORMER_MT),
     ModelSpec("bag-of-embeddings", "the mean of the word vectors, then a linear layer: word order is lost",
               "classification", BagConfig, BagOfEmbeddings, {}, CLASSIFIER),
     ModelSpec("rnn-classifier", "a bidirectional LSTM read over the sentence, pooled over time (last, max, mean)",
@@ -148,7 +156,7 @@ SPECS = [
 REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in SPECS}
 DEFAULT_MODEL = "rnn"  # what `train` trains without --model
 # Config fields a task fills from the data (each task's `dims`): never a user's --set.
-DATA_FIELDS = ("vocab_size", "src_vocab_size", "tgt_vocab_size", "n_classes", "encoder")
+DATA_FIELDS = ("vocab_size", "src_vocab_size", "tgt_vocab_size", "joint_vocab", "n_classes", "encoder")
 
 
 def get_spec(name: str) -> ModelSpec:

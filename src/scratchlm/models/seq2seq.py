@@ -81,6 +81,7 @@ class Seq2SeqConfig:
     tie_embeddings: bool = False  # the output layer's matrix is the target embedding (via a projection if needed)
     sampling: float = 0.0  # scheduled sampling (Bengio et al. 2015): the share of its own predictions the decoder
     #                        is fed in training, reached linearly by the end of the run; 0: teacher forcing only
+    label_smoothing: float = 0.0  # training loss: this share of each target's probability spread over the vocabulary
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -91,6 +92,8 @@ class Seq2SeqConfig:
             raise UserError("n_embed, n_hidden, n_layers and n_attention must be at least 1")
         if min(self.src_vocab_size, self.tgt_vocab_size) < 0:
             raise UserError("src_vocab_size and tgt_vocab_size cannot be negative")
+        if not 0 <= self.label_smoothing < 1:
+            raise UserError(f"label_smoothing {self.label_smoothing} must be in [0, 1)")
         if not 0 <= self.sampling <= 1:
             raise UserError(f"sampling {self.sampling} must be in [0, 1]")
         if not 0 <= self.dropout < 1:
@@ -141,9 +144,13 @@ def reverse_padded(src: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return src.gather(1, torch.where(j < n, n - 1 - j, j))  # an involution: applied twice it is the identity
 
 
-def seq2seq_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over the real target tokens (PAD ignored), in float32 whatever the logits' dtype."""
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=PAD)
+def seq2seq_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mean cross-entropy over the real target tokens (PAD ignored), in float32 whatever the logits' dtype.
+
+    label_smoothing eps: the target distribution is 1 - eps on the right token plus eps spread evenly over
+    the vocabulary (Szegedy et al. 2016; Vaswani et al. 2017, section 5.4)."""
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=PAD,
+                           label_smoothing=label_smoothing)
 
 
 # ---------------------------------------------------------------- attention
@@ -319,9 +326,10 @@ class Seq2Seq(nn.Module):
     def select_state(self, state: DecoderState, index: torch.Tensor) -> DecoderState:
         return DecoderState(_select(state.rnn, index, 1), _select(state.feed, index, 0))
 
-    def decode_step(self, y_prev: torch.Tensor, state: DecoderState,
-                    memory: Memory) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
-        """One step: y_prev (B,) -> logits (B, V), the new state, attention weights (B, S) or None."""
+    def decode_step(self, y_prev: torch.Tensor, state: DecoderState, memory: Memory,
+                    need_weights: bool = True) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
+        """One step: y_prev (B,) -> logits (B, V), the new state, attention weights (B, S) or None (the
+        weights are the attention's own, computed at every step: `need_weights` changes nothing here)."""
         logits, state, weights = self._decode(y_prev[:, None], state, memory)
         return logits[:, 0], state, None if weights is None else weights[:, 0]
 
@@ -372,7 +380,8 @@ class Seq2Seq(nn.Module):
             logits, _, weights = self._decode(tgt_in, state, memory)  # every step in one call to the RNN
         else:
             logits, weights = self._decode_loop(tgt_in, state, memory, sampling)
-        return logits, None if targets is None else seq2seq_loss(logits, targets), weights
+        loss = None if targets is None else seq2seq_loss(logits, targets, self.config.label_smoothing)
+        return logits, loss, weights
 
     def _decode_loop(self, tgt_in: torch.Tensor, state: DecoderState, memory: Memory,
                      sampling: float) -> tuple[torch.Tensor, torch.Tensor | None]:
