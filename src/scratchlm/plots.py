@@ -118,3 +118,21 @@ def plot_confusion(matrix, labels: Sequence[str], path: str | Path, title: str =
     if title:
         ax.set_title(title)
     save(fig, Path(path))
+
+
+def plot_words(words: Sequence[str], points, path: str | Path, title: str = "") -> None:
+    """Words at their 2-D coordinates (a projection of their vectors), each labelled beside its dot."""
+    import numpy as np
+
+    points = np.asarray(points)
+    fig, ax = figure()
+    side = min(12.0, 5.0 + 0.04 * len(words))
+    fig.set_size_inches(side * 1.3, side)
+    ax.scatter(points[:, 0], points[:, 1], s=12, color="tab:blue", alpha=0.7)
+    for word, (x, y) in zip(words, points, strict=True):
+        ax.annotate(word, (x, y), xytext=(3, 2), textcoords="offset points", fontsize=9 if len(words) <= 60 else 7)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title)
+    save(fig, Path(path))

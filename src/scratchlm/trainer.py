@@ -43,7 +43,7 @@ from scratchlm.speed import autocast, compile_model, fused_adamw, to_device
 Task = Any
 Batches = Any
 
-SCHEDULES = ("onecycle", "cosine", "invsqrt", "constant")
+SCHEDULES = ("onecycle", "cosine", "invsqrt", "linear", "constant")
 OPTIMIZERS = ("adamw", "muon")
 MAX_SKIPPED_IN_A_ROW = 10  # --on-nan skip gives up after this many bad batches in a row
 EVALUATIONS = 10  # a run bounded by time, without --eval-every, is evaluated at each tenth of its budget
@@ -56,7 +56,7 @@ class TrainConfig:
     epochs: int | None = None  # passes over the training stream
     time: float | None = None  # seconds of training; stops at the first bound reached
     lr: float = 3e-3  # peak learning rate
-    schedule: Literal["onecycle", "cosine", "invsqrt", "constant"] = "onecycle"  # learning rate over the run
+    schedule: Literal["onecycle", "cosine", "invsqrt", "linear", "constant"] = "onecycle"  # learning rate over the run
     warmup: float = 0.25  # share of the run spent rising to the peak (onecycle, cosine, invsqrt)
     weight_decay: float = 0.01  # decoupled weight decay on the matrices (AdamW, Loshchilov and Hutter 2019)
     optimizer: Literal["adamw", "muon"] = "adamw"  # muon: Muon for the hidden matrices, AdamW for the rest
@@ -113,11 +113,14 @@ def lr_at(progress: float, cfg: TrainConfig) -> float:
     onecycle (Smith 2018, as fastai's fit_one_cycle): cosine from lr/25 up to lr over `warmup`, then
     cosine down to lr/1e5. cosine: linear warm-up, cosine to lr/10. invsqrt (Vaswani et al. 2017, eq. 3,
     by progress instead of steps): linear warm-up, then lr * sqrt(warmup / p), lr * sqrt(warmup) at the
-    end. constant: lr.
+    end. linear (word2vec's, Mikolov et al. 2013): linear warm-up, then a straight fall to 0 at the end.
+    constant: lr.
     """
     p = min(max(progress, 0.0), 1.0)
     if cfg.schedule == "constant":
         return cfg.lr
+    if cfg.schedule == "linear":
+        return cfg.lr * (p / cfg.warmup if p < cfg.warmup else (1 - p) / (1 - cfg.warmup))
     if cfg.schedule == "invsqrt":
         return cfg.lr * min(p / cfg.warmup, math.sqrt(cfg.warmup / max(p, 1e-12)))
     if cfg.schedule == "cosine":
@@ -269,7 +272,11 @@ class Trainer:
         """One optimizer step on `batch`: (the whole batch's loss, the carried state, tokens read).
 
         A NaN/inf loss takes no step and returns the loss for the caller's policy; the state that went
-        through it is NaN too, so none is carried on."""
+        through it is NaN too, so none is carried on. A task whose `own_step` is set takes the step itself
+        (word2vec: gradients written out, sparse updates), at the schedule's rate, and the optimizer idles."""
+        if self.task.own_step:
+            loss_sum, count = self.task.step(self.model, batch, self.optimizer.param_groups[0]["lr"])
+            return loss_sum / max(count, 1), None, count
         with autocast(self.device, self.precision):
             loss, carry, tokens = self.task.loss(self.net, self.model, batch, carry, progress)
         loss_value = self.world.mean_loss(loss)  # the whole batch's: the same on every process
@@ -298,8 +305,9 @@ class Trainer:
                     self.set_rates(progress, self.task.lr_scale(batch, cfg))
                     loss_value, carry, tokens = self.train_step(batch, carry, progress)
                     if math.isfinite(loss_value):
-                        s["running_loss"] += loss_value
-                        s["running_steps"] += 1
+                        weight = tokens if self.task.mean_loss_over_tokens else 1  # a mean over pairs, or over steps
+                        s["running_loss"] += loss_value * weight
+                        s["running_steps"] += weight
                         s["nan_streak"] = 0
                     else:  # raises unless --on-nan skip
                         self.skip_bad_loss(loss_value)

@@ -35,6 +35,7 @@ from scratchlm.models.recurrent import FusedRNN, FusedRNNConfig
 from scratchlm.models.rnn import LoopRNN, LoopRNNConfig
 from scratchlm.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from scratchlm.models.transformer_mt import TransformerMT, TransformerMTConfig
+from scratchlm.models.word2vec import Word2Vec, Word2VecConfig
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,10 @@ SPECS = [
     ModelSpec("ulmfit", "a trained language model's body (train --from RUN) fine-tuned with discriminative rates "
               "and gradual unfreezing (Howard and Ruder 2018)", "classification", LMClassifierConfig, ulmfit, {},
               {**CLASSIFIER, "lr": 2e-3, "epochs": 6}),
+    # word2vec's own recipe: SGD from 0.025 falling linearly to 0, 5 epochs; a batch is the pairs of 512 words
+    ModelSpec("word2vec", "skip-gram with negative sampling (or CBOW), subsampling of frequent words, a dynamic "
+              "window (Mikolov et al. 2013)", "embeddings", Word2VecConfig, Word2Vec, {},
+              {"lr": 0.025, "epochs": 5, "schedule": "linear", "warmup": 0.0, "batch_size": 512, "weight_decay": 0.0}),
 ]
 REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in SPECS}
 DEFAULT_MODEL = "rnn"  # what `train` trains without --model

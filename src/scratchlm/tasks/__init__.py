@@ -12,7 +12,7 @@ from importlib import import_module
 
 from scratchlm.errors import UserError
 
-TASK_NAMES = ("lm", "translation", "classification")  # embeddings join here
+TASK_NAMES = ("lm", "translation", "classification", "embeddings")
 
 
 @cache

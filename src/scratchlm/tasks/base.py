@@ -22,7 +22,8 @@ fewest methods that work:
 and, for the verbs, `run_class` (the Python API's Run for this task's runs: a subclass of `Run`, below)
 and `tokenizer_files` (what the run directory holds besides the weights). A model that learns by
 counting, not by steps (an n-gram model), is fit by `count(model, batches)`: once, on the data the
-training batches are cut from.
+training batches are cut from. A task whose steps are too small for autograd and an optimizer
+(word2vec) sets `own_step` and takes each step in `step(model, batch, lr)`; the loop stays the trainer's.
 
 The batches protocol, which `LMStream` and `WindowBatches` follow and every task's batches must:
 
@@ -92,6 +93,10 @@ class Task:
     best_metrics: ClassVar[dict[str, str]] = {"loss": "min"}
     metric_titles: ClassVar[dict[str, str]] = {}  # a metric's name as a sentence writes it, where not its key
     best_by_why: ClassVar[str] = ""  # a sentence on why the task's choice, for the end-of-run summary
+    # The task updates the weights itself in `step` (word2vec's written-out gradients and sparse updates),
+    # instead of the trainer's loss -> backward -> optimizer, whose per-step cost would dwarf its tiny steps
+    own_step: ClassVar[bool] = False
+    mean_loss_over_tokens: ClassVar[bool] = False  # train_loss: the mean over the tokens (pairs) read, not the steps
 
     def data_config(self, options: dict[str, Any]) -> Any:
         raise NotImplementedError
@@ -137,6 +142,12 @@ class Task:
         to count refuses such a model."""
         raise UserError(f"{type(model).__name__} learns by counting a token stream, which {self.title} data "
                         "does not give")
+
+    def step(self, model: nn.Module, batch: Batch, lr: float) -> tuple[float, int]:
+        """One training step that updates `model` in place at rate `lr`, for a task with `own_step`: the
+        batch's summed loss and the pairs (tokens) it read. A loss that is not finite must leave the
+        weights untouched, so that the trainer's NaN policy holds."""
+        raise NotImplementedError
 
     def lr_scale(self, batch: Batch, cfg: Any) -> float:
         """A factor on this batch's learning rate (random-length BPTT shortens a window's step)."""

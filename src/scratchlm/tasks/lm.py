@@ -29,12 +29,13 @@ from scratchlm.errors import UserError
 from scratchlm.generate import find_stop, generate_ids, stop_prefix_length, token_logprobs
 from scratchlm.tasks.base import Batch, Run, Task
 from scratchlm.trainer import TrainConfig, evaluate
+from scratchlm.vectors import WordVectorVerbs
 
 # The API's data options (`scratchlm.train(data=..., tokenizer=...)`, the CLI's --data, --tokenizer, ...)
 DATA_OPTIONS = ("data", "encoding", "valid_data", "valid_fraction", "tokenizer", "vocab_size", "min_freq")
 
 
-class LMRun(Run):
+class LMRun(WordVectorVerbs, Run):
     """A language model's run: generate, stream, score and eval.
 
         run = scratchlm.load("runs/hn-rnn")
@@ -51,6 +52,19 @@ class LMRun(Run):
     @property
     def tokenizer(self) -> Tokenizer:
         return self.tokenizers[TOKENIZER]
+
+    def word_vectors(self) -> tuple[list[str], Any]:
+        """The input embedding's rows of a word-level model: its words (specials and the newline token
+        left out), most frequent first, and their vectors; the verbs similar, analogy, map, export use them."""
+        if self.tokenizer.kind != "word":
+            raise UserError(f"{self.path} reads {self.tokenizer.kind} tokens; word vectors need a word-level run "
+                            "(--tokenizer word)")
+        embedding = next((m for m in self.model.modules() if isinstance(m, nn.Embedding)
+                          and m.num_embeddings == self.tokenizer.vocab_size), None)
+        if embedding is None:
+            raise UserError(f"{self.path}: {self.spec.name} has no input embedding to read word vectors from")
+        rows = [i for i, t in enumerate(self.tokenizer.itos) if i >= DOC + 1 and t != "\n"]
+        return [self.tokenizer.itos[i] for i in rows], embedding.weight.detach().cpu().numpy()[rows]
 
     @property
     def window(self) -> int | None:

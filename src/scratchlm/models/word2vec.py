@@ -1,0 +1,146 @@
+"""word2vec (Mikolov et al. 2013a, 2013b): skip-gram and CBOW with negative sampling, trained by plain SGD.
+
+Each word w has two vectors: an input vector v_w (the word vector that is kept) and an output vector
+v'_w. Skip-gram reads a centre word w_I and asks its output layer for each context word w_O of the
+window; CBOW (continuous bag of words) reads the mean h of the context's input vectors and asks for
+the centre. Negative sampling (2013b, eq. 4) replaces the softmax over the vocabulary by k logistic
+regressions: the true word against k "negative" words drawn from the unigram distribution U(w)^(3/4)/Z:
+
+    loss(w_I, w_O) = -log sigma(v'_wO . h) - sum_{i=1..k} log sigma(-v'_wi . h),   wi ~ U^(3/4)/Z
+
+with h = v_wI for skip-gram. The gradients are written out by hand (Rong 2014, "word2vec parameter
+learning explained", eq. 56-61): with g = sigma(s) - label for each score s,
+
+    dloss/dv'_w = g_w h         dloss/dh = sum_w g_w v'_w
+
+and applied to the rows a batch touches with `index_add_`: no autograd graph, no optimizer state, no
+dense update of the two V x D matrices. A batch's rows take the sum of their pairs' steps (a word seen
+twice in one batch moves twice), as word2vec's threads do lock-free (Hogwild, Recht et al. 2011).
+
+Shared negatives (Ji et al. 2016, "Parallelizing word2vec in shared and distributed memory"; the
+minibatching of BlazingText, Gupta and Khare 2017): a batch draws `shared_negatives` words once, and
+every pair of the batch scores all of them, each weighted k / shared_negatives. The expected loss and
+gradient are those of k draws per pair, and the scores become one matrix product (B x D by D x M)
+instead of B x k dot products gathered one by one: the step that makes this fast on a CPU.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from scratchlm.errors import UserError
+
+
+@dataclass
+class Word2VecConfig:
+    """word2vec's settings; the defaults are the word2vec tool's and gensim's."""
+
+    vocab_size: int = 1000  # rows: the word tokenizer's vocabulary (specials and the newline token never train)
+    dim: int = 100  # length of a word vector
+    window: int = 5  # most words on each side that count as context (each centre draws its own 1..window)
+    negative: int = 5  # k: negative words per (centre, context) pair, from the unigram distribution^(3/4)
+    shared_negatives: int = 32  # negatives drawn once per batch and scored by all its pairs (weight k/M);
+    #                             0: k drawn for each pair, as the word2vec tool does
+    sample: float = 1e-3  # t, the subsampling threshold: a word of frequency f is kept with probability
+    #                       (sqrt(f/t) + 1) t/f, as the word2vec tool computes it; 0 keeps every word
+    cbow: bool = False  # continuous bag of words: predict the centre from the mean of its context (else skip-gram)
+
+    def __post_init__(self) -> None:
+        if self.vocab_size < 1 or not 1 <= self.dim <= 10_000:
+            raise UserError(f"dim {self.dim} must be between 1 and 10,000")
+        if not 1 <= self.window <= 100:
+            raise UserError(f"window {self.window} must be between 1 and 100")
+        if not 1 <= self.negative <= 100:
+            raise UserError(f"negative {self.negative} must be between 1 and 100")
+        if not 0 <= self.shared_negatives <= 100_000:
+            raise UserError(f"shared_negatives {self.shared_negatives} must be between 0 (k per pair) and 100,000")
+        if not 0 <= self.sample < 1:
+            raise UserError(f"sample {self.sample} must be in [0, 1); 1e-3 is word2vec's, 0 keeps every word")
+
+
+class Word2Vec(nn.Module):
+    """The two embedding matrices. `input` holds the word vectors; `output` the context vectors of the
+    negative-sampling objective (word2vec's syn0 and syn1neg)."""
+
+    def __init__(self, config: Word2VecConfig):
+        super().__init__()
+        self.config = config
+        V, D = config.vocab_size, config.dim
+        self.input = nn.Embedding(V, D)
+        self.output = nn.Embedding(V, D)
+        # word2vec's start: input vectors uniform in [-0.5/D, 0.5/D], output vectors zero
+        nn.init.uniform_(self.input.weight, -0.5 / D, 0.5 / D)
+        nn.init.zeros_(self.output.weight)
+
+    @property
+    def negative_weight(self) -> float:
+        """Each shared negative stands for k / M of a pair's k draws."""
+        shared = self.config.shared_negatives
+        return self.config.negative / shared if shared else 1.0
+
+    def hidden(self, inputs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """h: the centre's input vector (skip-gram, inputs (B,)), or the mean of the context's (CBOW,
+        inputs (B, 2W) with `mask` marking the real context words)."""
+        W = self.input.weight
+        if mask is None:
+            return W.index_select(0, inputs)  # (B, D)
+        B, C = inputs.shape
+        vectors = W.index_select(0, inputs.reshape(-1)).view(B, C, -1)  # (B, 2W, D)
+        return torch.bmm(mask.unsqueeze(1), vectors).squeeze(1) / mask.sum(1, keepdim=True)
+
+    def scores(self, h: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The positive scores v'_wO . h (B,) and the negative ones: (B, M) against shared negatives (M,),
+        or (B, k) against each pair's own (B, k)."""
+        U = self.output.weight
+        positive = (h * U.index_select(0, targets)).sum(1)
+        if negatives.dim() == 1:
+            return positive, h @ U.index_select(0, negatives).T  # (B, M)
+        B, k = negatives.shape
+        u = U.index_select(0, negatives.reshape(-1)).view(B, k, -1)  # (B, k, D)
+        return positive, torch.bmm(u, h.unsqueeze(2)).squeeze(2)
+
+    def pair_loss(self, positive: torch.Tensor, negative: torch.Tensor, shared: bool) -> torch.Tensor:
+        """Each pair's negative-sampling loss (eq. 4 of Mikolov et al. 2013b), softplus(-s) being -log sigma(s);
+        `shared`: the negatives are the batch's, each weighted k / M."""
+        return F.softplus(-positive) + F.softplus(negative).sum(1) * (self.negative_weight if shared else 1.0)
+
+    @torch.no_grad()
+    def sgd_step(self, inputs: torch.Tensor, mask: torch.Tensor | None, targets: torch.Tensor,
+                 negatives: torch.Tensor, lr: float) -> float:
+        """One SGD step on a batch of pairs at rate `lr`; returns the batch's summed loss (before the step).
+
+        A loss that is not finite leaves the weights as they were, so the trainer's NaN policy (stop, or
+        skip the batch) holds as it does for a step through the optimizer.
+        """
+        if len(targets) == 0:
+            return 0.0
+        h = self.hidden(inputs, mask)
+        positive, negative = self.scores(h, targets, negatives)
+        shared = negatives.dim() == 1
+        loss = self.pair_loss(positive, negative, shared).sum().item()
+        if not math.isfinite(loss):
+            return loss
+        U, W = self.output.weight, self.input.weight
+        g_positive = (torch.sigmoid(positive) - 1).unsqueeze(1)  # (B, 1): d loss / d s for the true word
+        g_negative = torch.sigmoid(negative) * (self.negative_weight if shared else 1.0)  # (B, M) or (B, k)
+        if shared:
+            grad_h = g_positive * U.index_select(0, targets) + g_negative @ U.index_select(0, negatives)
+            U.index_add_(0, negatives, g_negative.T @ h, alpha=-lr)  # (M, D): every pair's pull, summed
+        else:
+            B, k = negatives.shape
+            u = U.index_select(0, negatives.reshape(-1)).view(B, k, -1)
+            grad_h = g_positive * U.index_select(0, targets) + torch.bmm(g_negative.unsqueeze(1), u).squeeze(1)
+            U.index_add_(0, negatives.reshape(-1), (g_negative.unsqueeze(2) * h.unsqueeze(1)).reshape(B * k, -1), alpha=-lr)
+        U.index_add_(0, targets, g_positive * h, alpha=-lr)
+        if mask is None:
+            W.index_add_(0, inputs, grad_h, alpha=-lr)
+        else:  # CBOW: every context word takes the whole gradient of h, as word2vec's cbow_mean does
+            rows = mask.reshape(-1) > 0
+            spread = grad_h.unsqueeze(1).expand(-1, inputs.shape[1], -1).reshape(-1, grad_h.shape[1])
+            W.index_add_(0, inputs.reshape(-1)[rows], spread[rows], alpha=-lr)
+        return loss
