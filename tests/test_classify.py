@@ -342,6 +342,23 @@ def test_from_is_refused_where_it_cannot_apply(lm_run: Path, polar_run: Path, tm
         scratchlm.train(data, "ulmfit", tmp_path / "c", epochs=1, base_run=str(lm_run), tokenizer="char")
 
 
+def test_embeddings_start_from_a_runs_word_vectors(lm_run: Path, polar_run: Path, tmp_path: Path):
+    vectors = scratchlm.load(lm_run)  # a word-level language model's input embedding are word vectors too
+    words, matrix = vectors.word_vectors()
+    run = train_toy(tmp_path, polar(40), "rnn-classifier", "emb", epochs=1, lr=1e-7, embeddings=str(lm_run),
+                    settings={"n_hidden": 8, "n_head": 8})
+    assert run.model.config.n_embed == matrix.shape[1]  # the vectors' width
+    embedding = run.model.embed.weight.detach().numpy()
+    shared = [w for w in run.tokenizer.itos if w in words]
+    assert len(shared) > 10 and run.config["data"]["words_with_vectors"] == len(shared)
+    for word in shared:
+        np.testing.assert_allclose(embedding[run.tokenizer.stoi[word]], matrix[words.index(word)], atol=1e-4)
+    with pytest.raises(UserError, match="a classification run has no word vectors"):
+        train_toy(tmp_path, polar(20), "bag-of-embeddings", "e2", epochs=1, embeddings=str(polar_run))
+    with pytest.raises(UserError, match="ulmfit does not"):
+        train_toy(tmp_path, polar(20), "ulmfit", "e3", epochs=1, embeddings=str(lm_run))
+
+
 # ------------------------------------------------------------------ cross-validation
 
 

@@ -17,11 +17,14 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--label-column", help="a CSV/TSV's label column: its header name or number (default label)")
     g.add_argument("--from", dest="base_run", metavar="RUN",
                    help="start from a trained language model's run: its tokenizer and body (with --model ulmfit)")
+    g.add_argument("--embeddings", metavar="RUN",
+                   help="start the word vectors from a run that has them (word2vec; the vectors' width is n_embed)")
 
 
 def data_options(args: argparse.Namespace) -> dict:
     return {"label_from_filename": args.label_from_filename, "text_column": args.text_column,
-            "label_column": args.label_column, "base_run": args.base_run}
+            "label_column": args.label_column, "base_run": args.base_run,
+            "embeddings": args.embeddings}
 
 
 def add_eval_options(p: argparse.ArgumentParser) -> None:

@@ -58,6 +58,7 @@ class LabelledConfig:
     folds: int | None = None  # k-fold cross-validation: the examples are cut into this many folds ...
     fold: int | None = None  # ... and this one (0-based) is held out
     base_run: str | None = None  # a trained language model's run: its tokenizer (and encoder) are the classifier's
+    embeddings: str | None = None  # a run with word vectors (word2vec): they start the classifier's embedding
 
     def __post_init__(self) -> None:
         if isinstance(self.tokenizer, dict):
@@ -66,8 +67,11 @@ class LabelledConfig:
             raise UserError("give the labelled examples as --data: a folder with a subfolder per label, a folder of "
                             "files one per label (--label-from-filename), or a CSV/TSV file")
         self.path = str(Path(self.path).expanduser().resolve())
-        if self.base_run is not None:
-            self.base_run = str(Path(self.base_run).expanduser().resolve())
+        for name in ("base_run", "embeddings"):
+            if getattr(self, name) is not None:
+                setattr(self, name, str(Path(getattr(self, name)).expanduser().resolve()))
+        if self.base_run is not None and self.embeddings is not None:
+            raise UserError("--from and --embeddings both give the classifier its word vectors; give one")
         if not 0 < self.valid_fraction < 1:
             raise UserError(f"--valid-fraction {self.valid_fraction} must be between 0 and 1")
         if self.max_length is not None and self.max_length < 1:

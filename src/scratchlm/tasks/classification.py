@@ -49,7 +49,7 @@ from scratchlm.trainer import TrainConfig
 LABELS = "labels.json"
 LABELS_FORMAT = "scratchlm-labels/1"
 DATA_OPTIONS = ("data", "encoding", "tokenizer", "vocab_size", "min_freq", "valid_fraction", "label_from_filename",
-                "text_column", "label_column", "max_length", "split_seed", "folds", "fold", "base_run")
+                "text_column", "label_column", "max_length", "split_seed", "folds", "fold", "base_run", "embeddings")
 WRONG = 5  # the most confidently wrong examples `eval` shows
 
 
@@ -105,6 +105,31 @@ class Base:
         body.load_state_dict({k: v for k, v in lm.state_dict().items() if k in wanted})
 
 
+class Vectors:
+    """Word vectors from a run that has them (`word_vectors()`: a word2vec run, a word-level language model)."""
+
+    def __init__(self, path: str):
+        run = Run.load(path, device="cpu")
+        if not hasattr(run, "word_vectors"):
+            raise UserError(f"--embeddings {path}: a {run.task.title} run has no word vectors (train word2vec)")
+        words, matrix = run.word_vectors()
+        self.path, self.matrix = path, np.asarray(matrix, dtype=np.float32)
+        self.row = {w: i for i, w in enumerate(words)}
+
+    @property
+    def dim(self) -> int:
+        return self.matrix.shape[1]
+
+    def fill(self, embedding: nn.Embedding, tokenizer: Tokenizer) -> int:
+        """Copy the vector of every word of `tokenizer` the vectors have into its row; the number copied."""
+        found = [(i, self.row[w]) for i, w in enumerate(tokenizer.itos) if w in self.row]
+        if found:
+            rows, source = zip(*found, strict=True)
+            with torch.no_grad():
+                embedding.weight[list(rows)] = torch.from_numpy(self.matrix[list(source)])
+        return len(found)
+
+
 class ClassificationData:
     """The examples, split and tokenized: what the batches, config.json and evaluation need."""
 
@@ -113,6 +138,7 @@ class ClassificationData:
         self.labelled = labelled = read_labelled(cfg)
         self.train_index, self.valid_index = split_examples(labelled.labels, cfg)
         self.base = Base(cfg.base_run) if cfg.base_run else None
+        self.vectors = Vectors(cfg.embeddings) if cfg.embeddings else None
         if tokenizers:
             self.tokenizer, self.labels = tokenizers[TOKENIZER], tokenizers[LABELS]
             if self.labels.classes != labelled.classes:
@@ -140,7 +166,8 @@ class ClassificationData:
         return {"encodings": self.labelled.encodings, "examples": len(self.labelled.texts),
                 "labels": dict(zip(self.labels.classes, counts.tolist(), strict=True)),
                 "train_examples": len(self.train_ids), "valid_examples": len(self.valid_ids),
-                "vocab": self.tokenizer.vocab_size, "valid_unknown": float((valid_tokens == 0).mean())}
+                "vocab": self.tokenizer.vocab_size, "valid_unknown": float((valid_tokens == 0).mean()),
+                **({"words_with_vectors": sum(w in self.vectors.row for w in self.tokenizer.itos)} if self.vectors else {})}
 
 
 class ClassificationRun(Run):
@@ -289,9 +316,15 @@ class Classification(Task):
     def data_dims(self, data: ClassificationData, spec: ModelSpec) -> dict[str, Any]:
         """With --from, the base language model is the classifier's encoder, fixed as the vocabulary is."""
         dims = self.model_dims(data.tokenizers)
+        names = {f.name for f in fields(spec.config_cls)}
+        if data.vectors is not None:
+            if "encoder" in names or "n_embed" not in names:
+                raise UserError(f"--embeddings start the word vectors of a classifier that has its own; {spec.name} "
+                                "does not (use bag-of-embeddings or rnn-classifier)")
+            dims["n_embed"] = data.vectors.dim  # the width of the vectors given
         if data.base is None:
             return dims
-        if "encoder" not in {f.name for f in fields(spec.config_cls)}:
+        if "encoder" not in names:
             raise UserError(f"--from gives a language model's body to a classifier built on one; {spec.name} is not "
                             "(use --model ulmfit)")
         return {**dims, "encoder": data.base.encoder()}
@@ -299,6 +332,8 @@ class Classification(Task):
     def init_model(self, model: nn.Module, data: ClassificationData) -> None:
         if data.base is not None:
             data.base.load_into(model.body)
+        if data.vectors is not None:
+            data.vectors.fill(model.embed, data.tokenizer)
 
     def save_tokenizers(self, run_dir: RunDir, data: ClassificationData) -> None:
         atomic_write_json(run_dir.file(TOKENIZER), data.tokenizer.to_json())
