@@ -25,7 +25,7 @@ from scratchlm.checkpoint import LAST, STATE, RunDir, load_weights
 from scratchlm.data.human_numbers import NAME as HUMAN_NUMBERS
 from scratchlm.distributed import World
 from scratchlm.errors import UserError
-from scratchlm.models.base import parameter_count
+from scratchlm.models.base import fits_by_counting, parameter_count
 from scratchlm.models.registry import DEFAULT_MODEL, ModelSpec, get_spec
 from scratchlm.plots import plot_losses, plot_lr_find
 from scratchlm.run import Run
@@ -165,7 +165,7 @@ def fit_run(run_dir: RunDir, plan: Plan, resume: bool, progress: bool | str, cac
         run_dir.recover()
         if progress:  # a string is a label to show first: the ladder's "[3/11]"
             label = f"{progress} " if isinstance(progress, str) else ""
-            print(label + start_line(plan, n_parameters, resolved), file=sys.stderr)
+            print(label + start_line(plan, n_parameters, resolved, fits_by_counting(model)), file=sys.stderr)
     world.barrier()
     trainer = Trainer(model, task, train_batches, valid_batches, train_cfg, run_dir, device, precision,
                       bool(progress) and world.is_main, on_evaluation, world)
@@ -180,9 +180,13 @@ def fit_run(run_dir: RunDir, plan: Plan, resume: bool, progress: bool | str, cac
     return Run.load(run_dir.path, device=train_cfg.device)
 
 
-def start_line(plan: Plan, n_parameters: int, resolved: dict) -> str:
-    """What the run will do, with the values it will use (the model's recipe over the global defaults)."""
+def start_line(plan: Plan, n_parameters: int, resolved: dict, counts: bool = False) -> str:
+    """What the run will do, with the values it will use (the model's recipe over the global defaults).
+    A model that learns by counting has no optimizer or bound to show."""
     cfg = plan.train
+    if counts:
+        return (f"{plan.spec.name}: learns by counting its training data once, no gradient steps; evaluated in "
+                f"batches of {plan.task.batch_shape(cfg)}; {resolved['device']} {resolved['precision']}")
     bound = " or ".join(([f"{cfg.epochs} epochs"] if cfg.epochs else []) + ([f"{cfg.time:g} s"] if cfg.time else []))
     clip = f", clip {cfg.grad_clip:g}" if cfg.grad_clip else ""
     return (f"{plan.spec.name}: {n_parameters:,} parameters; {cfg.optimizer} lr {cfg.lr:g} {cfg.schedule} "
@@ -218,6 +222,8 @@ def lr_find(data: str | None = None, model: str | None = None, *, plot: str | Pa
     if not 0 < start_lr < end_lr or steps < 5:
         raise UserError("lr-find needs 0 < --start-lr < --end-lr and at least 5 steps")
     plan = plan_new(model or DEFAULT_MODEL, settings, *split_options({"data": data, **options}))
+    if fits_by_counting(plan.spec.model_cls):
+        raise UserError(f"{plan.spec.name} learns by counting, not by gradient steps: it has no learning rate to find")
     seed_everything(plan.train.seed)
     data_ = plan.task.load_data(plan.data, cache_dir, None, plan.train)
     net = plan.spec.build(plan.spec.make_config(plan.task.data_dims(data_, plan.spec), plan.settings))

@@ -28,7 +28,7 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from scratchlm.data.tokenize import DOC
-from scratchlm.models.base import State
+from scratchlm.models.base import State, model_device
 
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
@@ -131,7 +131,7 @@ def generate_ids(model: torch.nn.Module, prompt: list[int], n_tokens: int, windo
     slower. Any other model re-reads its last `window` tokens each time.
     `penalty` is the repetition penalty over the prompt and the tokens generated so far.
     """
-    device = next(model.parameters()).device
+    device = model_device(model)
     generator = torch.Generator(device=device)
     generator.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, ()).item()))
     was_training = model.training
@@ -187,7 +187,7 @@ def token_logprobs(model: torch.nn.Module, ids: list[int], window: int | None) -
     was_training = model.training
     model.eval()
     try:
-        device = next(model.parameters()).device
+        device = model_device(model)
         targets = torch.tensor(ids[1:], device=device)
         if offers_cache(model):
             window = context_of(model, window)

@@ -10,7 +10,9 @@ What the batches are, what the loss is and which metrics an evaluation gives bel
 the checkpoints exist here once for every task.
 
 The one hook a stateful model needs (fast.ai's ModelResetter) is written out in the loop: the carried
-state starts empty at each epoch, and evaluation starts its own.
+state starts empty at each epoch, and evaluation starts its own. A model that learns by counting (an
+n-gram model) skips the loop: `fit_by_counting` has the task count its training data once, then
+evaluates and checkpoints as after a last epoch.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from torch import nn
 from scratchlm.checkpoint import RunDir
 from scratchlm.distributed import World
 from scratchlm.errors import Interrupted, UserError
-from scratchlm.models.base import detach_state
+from scratchlm.models.base import detach_state, fits_by_counting
 from scratchlm.muon import Muon, MuonAdamW, hidden_matrices
 from scratchlm.speed import autocast, compile_model, fused_adamw, to_device
 
@@ -235,11 +237,14 @@ class Trainer:
                  progress: bool = True, on_evaluation: Callable[[dict], None] | None = None,
                  world: World | None = None):
         self.model, self.task, self.cfg, self.run_dir, self.world = model, task, cfg, run_dir, world or World()
-        self.net = compile_model(self.world.wrap(model), cfg.compile)
+        # A model of counts has nothing to train: no DDP, no compiling, no optimizer (whose first one costs
+        # seconds of importing torch's compiler)
+        counts = fits_by_counting(model)
+        self.net = model if counts else compile_model(self.world.wrap(model), cfg.compile)
         self.train_batches, self.valid_batches = train_batches, valid_batches
         self.device, self.precision, self.progress = device, precision, progress
         self.on_evaluation = on_evaluation
-        self.optimizer = make_optimizer(model, cfg, device)
+        self.optimizer = None if counts else make_optimizer(model, cfg, device)
         self.steps_per_epoch = len(train_batches)
         self.state = {"step": 0, "epoch": 0, "batch": 0, "carry": None, "elapsed": 0.0, "tokens": 0,
                       "best_loss": math.inf, "best_step": -1, "evals_since_best": 0, "history": [],
@@ -249,7 +254,9 @@ class Trainer:
 
     def restore(self, state: dict) -> None:
         """Continue from a saved state: same step, data position, carried state, RNGs and optimizer."""
-        self.optimizer.load_state_dict(state.pop("optimizer"))
+        optimizer = state.pop("optimizer")
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(optimizer)
         set_rng_state(state.pop("rng"))  # the same on every process: they all draw alike
         self.state.update(state, carry=self.world.rows_of(state.get("carry"), self.device))
         if "tenths" not in state:  # a run from before evaluations at tenths: count the tenths already passed
@@ -290,6 +297,8 @@ class Trainer:
         return loss_value, detach_state(carry), tokens
 
     def fit(self) -> list[dict]:
+        if fits_by_counting(self.model):
+            return self.fit_by_counting()
         s, cfg = self.state, self.cfg
         self.net.train()
         start, stopping = time.perf_counter() - s["elapsed"], False
@@ -332,6 +341,21 @@ class Trainer:
                         break
                 if stopping and not s["finished"]:
                     raise Interrupted(s["step"])
+        return s["history"]
+
+    def fit_by_counting(self) -> list[dict]:
+        """One pass: the task hands the model its training data to count (every process counts it all,
+        so all hold the same tables), then one evaluation and checkpoint, whatever the bound. There are
+        no steps, so no training loss (NaN in its row); a resumed run that was saved is done already."""
+        s = self.state
+        if s["history"] and s["finished"]:
+            return s["history"]
+        with Progress(self.progress, self.cfg, self.steps_per_epoch, s) as bar:
+            began = time.perf_counter()
+            tokens = self.task.count(self.model, self.train_batches)
+            s.update(step=1, epoch=1, batch=0, tokens=tokens, running_loss=math.nan, running_steps=1, finished=True,
+                     elapsed=self.world.agree(time.perf_counter() - began, False)[0])
+            self.evaluate_and_checkpoint(bar)
         return s["history"]
 
     def evaluation_due(self, epoch_done: bool) -> bool:
@@ -378,7 +402,8 @@ class Trainer:
         metrics = evaluate(self.model, self.valid_batches, self.task, self.device, self.precision, self.world)
         row = {"step": s["step"], "epoch": round(s["epoch"] + s["batch"] / self.epoch_length, 4),
                "train_loss": train_loss, **{f"valid_{name}": metrics[name] for name in self.task.metrics},
-               "lr": self.optimizer.param_groups[0]["lr"], "tokens": s["tokens"], "seconds": round(s["elapsed"], 3),
+               "lr": self.optimizer.param_groups[0]["lr"] if self.optimizer else 0.0, "tokens": s["tokens"],
+               "seconds": round(s["elapsed"], 3),
                "tokens_per_second": round(s["tokens"] / max(s["elapsed"], 1e-9), 1)}
         s["history"] = s["history"] + [row]
         score = self.task.score(metrics, self.cfg.best_by)
@@ -407,7 +432,7 @@ class Trainer:
     def checkpoint_state(self) -> dict:
         """The state of the whole run: the carried state holds the rows of every process."""
         return {**self.state, "carry": self.world.gather_rows(self.state["carry"]),
-                "optimizer": self.optimizer.state_dict(), "rng": rng_state()}
+                "optimizer": self.optimizer.state_dict() if self.optimizer else {}, "rng": rng_state()}
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer | MuonAdamW:

@@ -22,9 +22,16 @@ Class attributes tell the trainer and the inference verbs how to drive a model:
 A model may also offer `new_cache(batch_size, device)`: an inference-only state (a Transformer's
 keys and values) that `forward` fills and returns when it is passed as the state. Training never
 passes one, so such a model returns None there, as one without a state.
+
+A model that learns by counting (an n-gram model) has no trainable parameters and offers
+`fit_counts(ids)`: the trainer takes no optimizer steps for it, but has the task hand it the training
+data once (`Task.count`), then evaluates and saves it as it would a trained model after its last epoch
+(`fits_by_counting` asks). Its tables are buffers, so the checkpoint carries them as it carries weights.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +47,18 @@ class LanguageModel(nn.Module):
 
     carries_state: bool = False
     window: int | None = None
+
+
+def fits_by_counting(model: nn.Module) -> bool:
+    """Does the model learn by counting its training data once (`fit_counts`), not by gradient steps?"""
+    return callable(getattr(model, "fit_counts", None))
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where the model's tensors live: its parameters', or its buffers' for a model of counts."""
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
 
 
 def parameter_count(model: nn.Module) -> int:

@@ -31,6 +31,7 @@ from scratchlm.models.classifier import (
 )
 from scratchlm.models.gpt import GPT, GPTConfig
 from scratchlm.models.mlp import MLP3, MLPConfig
+from scratchlm.models.ngram import NGram, NGramConfig
 from scratchlm.models.recurrent import FusedRNN, FusedRNNConfig
 from scratchlm.models.rnn import LoopRNN, LoopRNNConfig
 from scratchlm.models.seq2seq import Seq2Seq, Seq2SeqConfig
@@ -99,6 +100,9 @@ TRANSLATION = {"lr": 2e-3, "epochs": 10, "batch_size": 64, "grad_clip": 1.0, "wa
 TRANSFORMER_MT = {"lr": 1e-3, "epochs": 20, "batch_size": 160, "schedule": "invsqrt", "warmup": 0.05, "grad_clip": 1.0,
                   "weight_decay": 0.01}
 SPECS = [
+    ModelSpec("ngram", "counts, not gradients: interpolated modified Kneser-Ney over the 4 tokens before "
+              "(Chen and Goodman 1998), the baseline every neural rung must beat", "lm", NGramConfig, NGram, {},
+              {"epochs": 1, "batch_size": 64, "bptt": 16}),
     ModelSpec("mlp3", f"fixed 3-token window, one hidden layer shared by all positions (Bengio 2003; {BOOK} LMModel1)",
               "lm", MLPConfig, MLP3, {}, {"lr": 1e-3, "epochs": 4, "bptt": 3}),
     ModelSpec("rnn3", f"the same as a loop: an RNN is a refactored MLP ({BOOK} LMModel2)",

@@ -250,6 +250,11 @@ class LanguageModelling(Task):
         return {"loss": mean, "accuracy": sums["correct"] / sums["tokens"], "perplexity": math.exp(min(mean, 700)),
                 "tokens": int(sums["tokens"])}
 
+    def count(self, model: nn.Module, batches) -> int:
+        """The whole training stream at once (the rows or windows of `batches` are cut from it)."""
+        model.fit_counts(batches.ids)
+        return len(batches.ids)
+
     def epoch_batches(self, batches, epoch: int, cfg: TrainConfig):
         """The same windows every epoch, or freshly cut random-length ones with --random-bptt."""
         return batches.for_epoch(epoch, cfg.seed) if cfg.random_bptt else batches
