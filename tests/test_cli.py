@@ -89,7 +89,7 @@ def test_train(trained: tuple[Path, Result]):
     assert "model.safetensors, the weights with the lowest validation loss: step 49" in summary[1]
     assert summary[2] == f"Run saved in {run_dir}"
     assert result.stdout.splitlines()[0].split() == ["epoch", "step", "train_loss", "valid_loss", "accuracy",
-                                                     "perplexity", "time"]
+                                                     "perplexity", "bpc", "time"]
     for name in (CONFIG, TOKENIZER, BEST, LAST, STATE, METRICS, "loss.png"):
         assert (run_dir / name).is_file(), name
     assert not list(run_dir.glob("*.tmp")) and not list(run_dir.glob(".*.tmp"))
@@ -122,7 +122,7 @@ def test_score(run_dir: Path, tmp_path: Path):
 
 def test_eval(run_dir: Path, tmp_path: Path):
     table = ok(run_cli("eval", run_dir, cwd=tmp_path)).stdout.splitlines()
-    assert table[0].split() == ["data", "loss", "accuracy", "perplexity", "tokens"]
+    assert table[0].split() == ["data", "loss", "accuracy", "perplexity", "bpc", "tokens"]
     best = min(RunDir(run_dir).read_metrics(), key=lambda row: row["valid_loss"])
     cells = table[1].split()
     assert " ".join(cells[:2]) == "validation split"

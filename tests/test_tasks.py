@@ -178,7 +178,7 @@ def test_the_ladder_names_each_rung_and_fits_a_terminal(tmp_path: Path, capsys: 
     out, err = capsys.readouterr()
     assert [line.split(":")[0] for line in err.splitlines() if line.startswith("[")] == ["[1/2] mlp3", "[2/2] rnn3"]
     table = out.split("\n\n")[0].splitlines()
-    assert table[0].split() == ["rung", "parameters", "accuracy", "perplexity", "seconds", "tokens/s"]
+    assert table[0].split() == ["rung", "parameters", "accuracy", "perplexity", "bpc", "seconds", "tokens/s"]
     assert max(map(len, table)) <= 100
 
 

@@ -24,7 +24,9 @@ from scratchlm.errors import UserError
 from scratchlm.models import rnn as rnn_module
 from scratchlm.models.base import LanguageModel, fits_by_counting
 from scratchlm.models.registry import REGISTRY
+from scratchlm.data.tokenize import SPECIALS, UNK, CharTokenizer
 from scratchlm.tasks.lm import TASK as LM
+from scratchlm.tasks.lm import CharCounted
 from scratchlm.trainer import Interrupted, StopRequest, TrainConfig, evaluate, lr_at, momentum_at
 
 # ---------------------------------------------------------------- schedules
@@ -98,7 +100,7 @@ class Bigram(LanguageModel):
         return logits, None, None
 
 
-def test_perplexity_is_exp_of_the_mean_loss_over_tokens():
+def test_perplexity_is_exp_of_the_mean_loss_over_tokens_and_bits_per_character_its_sum_over_characters():
     torch.manual_seed(0)
     vocab = 7
     ids = np.random.default_rng(0).integers(0, vocab, 3 * 11 + 1).astype(np.uint16)
@@ -114,12 +116,16 @@ def test_perplexity_is_exp_of_the_mean_loss_over_tokens():
     by_hand = torch.cat(losses).double().mean().item()
     assert by_hand != pytest.approx(torch.stack(batch_means).mean().item(), rel=1e-9)  # the two means differ here
 
-    result = evaluate(model, stream, LM, torch.device("cpu"))
+    tokenizer = CharTokenizer([*SPECIALS, "a", "b"])  # 7 ids: <unk>, a and b stand for one character each
+    result = evaluate(model, CharCounted(stream, tokenizer), LM, torch.device("cpu"))
+    targets = torch.cat([y.reshape(-1) for _, y in stream.batches()])
+    chars = int(sum(t in (UNK, 5, 6) for t in targets.tolist()))
+    assert 0 < chars < len(targets)  # some targets are separators: they cost bits but stand for no text
+    assert result["bpc"] == pytest.approx(torch.cat(losses).double().sum().item() / math.log(2) / chars, rel=1e-6)
     assert result["tokens"] == 3 * 11
     assert result["loss"] == pytest.approx(by_hand, rel=1e-6)
     assert result["perplexity"] == pytest.approx(math.exp(by_hand), rel=1e-6)
     predictions = torch.cat([model.table.weight[x].argmax(-1).reshape(-1) for x, _ in stream.batches()])
-    targets = torch.cat([y.reshape(-1) for _, y in stream.batches()])
     assert result["accuracy"] == pytest.approx((predictions == targets).double().mean().item())
     assert model.training  # evaluate puts the model back as it found it
 
@@ -250,7 +256,7 @@ def test_a_second_ctrl_c_stops_at_once():
 
 
 def test_patience_stops_after_evaluations_without_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    flat = {"loss": 2.0, "accuracy": 0.5, "perplexity": math.exp(2.0), "tokens": 1}
+    flat = {"loss": 2.0, "accuracy": 0.5, "perplexity": math.exp(2.0), "bpc": 1.0, "tokens": 1}
     monkeypatch.setattr(trainer_module, "evaluate", lambda *args, **kwargs: flat)
     run = scratchlm.train("human-numbers", "rnn", tmp_path / "run", epochs=5, batch_size=64, eval_every=1, patience=2)
     assert [row["step"] for row in run.metrics] == [1, 2, 3]  # best at 1, then two evaluations no better

@@ -61,7 +61,7 @@ def ladder(data: str | None = None, models: list[str] | None = None, out: str | 
         history = run.metrics
         last = history[-1]
         rows.append({"rung": name, "idea": run.spec.idea, "parameters": run.config["model"]["parameters"],
-                     **{column(m): last[f"valid_{m}"] for m in task_.metrics},
+                     **{column(m): last.get(f"valid_{m}") for m in task_.metrics},
                      "seconds": last["seconds"], "tokens_per_second": last["tokens_per_second"],
                      f"best_{task_.headline}": max(r[f"valid_{task_.headline}"] for r in history)})
         curves[name] = ([r["seconds"] for r in history], [r[f"valid_{task_.headline}"] for r in history])

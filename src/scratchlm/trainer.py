@@ -507,6 +507,12 @@ def metric_columns(task: Task) -> list[str]:
     return ["epoch", "step", "train_loss", *(f"valid_{m}" if m == "loss" else m for m in task.metrics), "time"]
 
 
+def row_metrics(task: Task, row: dict) -> dict[str, float]:
+    """The validation metrics of one row of metrics.jsonl; a metric added since an older run wrote its
+    rows is absent from them."""
+    return {m: row[f"valid_{m}"] for m in task.metrics if f"valid_{m}" in row}
+
+
 def format_row(task: Task, row: dict | None) -> str:
     """One evaluation as a line of the metrics table, or (row None) its header; fixed widths, so the
     lines written one by one during training line up."""
@@ -514,9 +520,9 @@ def format_row(task: Task, row: dict | None) -> str:
     if row is None:
         cells = columns
     else:
-        metrics = task.format_metrics({m: row[f"valid_{m}"] for m in task.metrics})
+        metrics = task.format_metrics(row_metrics(task, row))
         cells = [f"{row['epoch']:.2f}", str(row["step"]), f"{row['train_loss']:.4f}",
-                 *(metrics[m] for m in task.metrics), f"{row['seconds']:.1f}s"]
+                 *(metrics.get(m, "-") for m in task.metrics), f"{row['seconds']:.1f}s"]
     return "  ".join(cell.ljust(max(len(name), 8)) for cell, name in zip(cells, columns, strict=True)).rstrip()
 
 

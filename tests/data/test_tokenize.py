@@ -7,7 +7,7 @@ from functools import cache
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from scratchlm.data.tokenize import (
@@ -155,3 +155,24 @@ def test_char_encode_block_matches_encode_for_astral_and_unknown_characters():
     tok = CharTokenizer(list(SPECIALS) + ["a", "🙂"])
     assert tok.encode_block("a🙂b").tolist() == [5, 6, UNK]
     assert isinstance(WordTokenizer(list(SPECIALS)).encode_block(""), np.ndarray)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text())
+def test_bpe_char_counts_add_up_to_the_characters_of_any_text(text: str):
+    """Bits per character divides by these: a character split across byte-level tokens counts once. (A
+    special's name written in the text, `<doc>`, becomes that special, which stands for no text.)"""
+    assume(not any(special in text for special in SPECIALS))
+    ids = bpe().encode_block(text)
+    assert bpe().char_counts()[ids].sum() == len(text)
+
+
+@pytest.mark.parametrize("kind", ["char", "word", "bpe"])
+def test_char_counts_add_up_to_the_characters_of_the_text(kind: str):
+    tok = trained(kind)
+    text = "The lazy dog.\nÇa va? 東京 🙂\nthe fox\n"  # words once each, single spaces: word round-trips it
+    ids = tok.encode_block(text)
+    counts = tok.char_counts()
+    assert counts.shape == (tok.vocab_size,) and counts[DOC] == 0
+    assert counts[ids].sum() == len(text) == len(tok.decode(ids))
+    assert counts[np.concatenate([[DOC], ids])].sum() == len(text)  # a separator stands for no text

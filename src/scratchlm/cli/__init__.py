@@ -144,13 +144,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 def summary(run) -> str:
     """What the run reached, and which weights the verbs will use, in words a newcomer follows."""
     task, history = run.task, run.metrics
+    from scratchlm.trainer import row_metrics
+
     def metrics(row: dict) -> dict:
-        return {m: row[f"valid_{m}"] for m in task.metrics}
+        return row_metrics(task, row)
 
     by = run.train_config.best_by
     last, best = history[-1], min(history, key=lambda row: task.score(metrics(row), by))
     shown, best_shown = task.format_metrics(metrics(last)), task.format_metrics(metrics(best))
-    final = ", ".join(f"{m} {shown[m]}" for m in task.metrics if m != "loss")
+    final = ", ".join(f"{m} {shown[m]}" for m in task.metrics if m != "loss" and m in shown)
     headline = task.headline
     return (f"{run.spec.name}: final {final}, validation loss {shown['loss']}.\n"
             f"The verbs ({', '.join(task.verbs)}, eval) use model.safetensors, the weights with {task.best_by(by)}: "

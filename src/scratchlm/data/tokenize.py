@@ -9,7 +9,8 @@ know which kind they got:
 
 `encode_block` turns a block of text into a numpy array of ids: the fast path used to fill the token
 cache. `decode` is its inverse; char and BPE round-trip any text, word round-trips text whose words
-are separated by single spaces.
+are separated by single spaces. `char_counts` gives the characters of text each id stands for, so a
+loss per token becomes bits per character, which compares char, word and BPE models of one text.
 """
 
 from __future__ import annotations
@@ -78,6 +79,13 @@ class VocabTokenizer:
         """The pieces of `text` that this vocabulary does not have (they would become <unk>)."""
         return sorted({piece for piece in self.split(text) if piece not in self.stoi})
 
+    def char_counts(self) -> np.ndarray:
+        """Characters of text per id (a separator such as <doc> stands for none); <unk> counts as one."""
+        counts = np.array([len(t) for t in self.itos], dtype=np.int64)
+        counts[: len(SPECIALS)] = 0
+        counts[UNK] = 1
+        return counts
+
 
 class CharTokenizer(VocabTokenizer):
     """One token per Unicode character (Karpathy's char-rnn, nanoGPT's shakespeare_char)."""
@@ -143,6 +151,16 @@ class WordTokenizer(VocabTokenizer):
         get = self.stoi.get
         return np.fromiter((get(t, UNK) for t in self.split(text)), dtype=np.int64)
 
+    def char_counts(self) -> np.ndarray:
+        """A word and the space after it; the newline token its newline, which takes the space's place:
+        "a b\\n" is 2 + 2 + 0 = 4 characters. <unk> counts as WikiText writes it, `<unk> `."""
+        counts = np.array([len(t) + 1 for t in self.itos], dtype=np.int64)
+        counts[: len(SPECIALS)] = 0
+        counts[UNK] = len(SPECIALS[UNK]) + 1
+        if self.NEWLINE in self.stoi:
+            counts[self.stoi[self.NEWLINE]] = 0
+        return counts
+
     def decode(self, ids: Iterable[int]) -> str:
         out: list[str] = []
         for i in ids:
@@ -191,8 +209,26 @@ class BPETokenizer:
     def unknown_pieces(self, text: str) -> list[str]:
         return []  # byte-level: every string has an encoding
 
+    def char_counts(self) -> np.ndarray:
+        """The characters that start in each token: its bytes that begin a UTF-8 sequence (not 10xxxxxx).
+        A character split across tokens counts once, in the token that holds its first byte."""
+        to_byte = {c: b for b, c in byte_alphabet().items()}
+        counts = np.zeros(self.vocab_size, dtype=np.int64)
+        for token, i in self.hf.get_vocab().items():
+            if i >= len(SPECIALS) and all(c in to_byte for c in token):
+                counts[i] = sum(to_byte[c] & 0xC0 != 0x80 for c in token)
+        return counts
+
     def to_json(self) -> dict:
         return {"format": FORMAT, "kind": self.kind, "tokenizer": json.loads(self.hf.to_str())}
+
+
+def byte_alphabet() -> dict[int, str]:
+    """Byte-level BPE's printable stand-in for each byte (GPT-2, Radford et al. 2019): printable Latin-1
+    bytes stand for themselves, the other 68 for the code points from 256 up, in byte order."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("\xa1"), ord("\xac") + 1), *range(ord("\xae"), 256)]
+    others = [b for b in range(256) if b not in printable]
+    return {**{b: chr(b) for b in printable}, **{b: chr(256 + n) for n, b in enumerate(others)}}
 
 
 Tokenizer = CharTokenizer | WordTokenizer | BPETokenizer

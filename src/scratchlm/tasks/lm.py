@@ -3,7 +3,9 @@
 The data is one token stream (a file, a folder of files, or the built-in human numbers) split in order
 into training and validation parts; the batches are its rows (`LMStream`, carrying a recurrent state
 from batch to batch) or consecutive windows (`WindowBatches`); the loss is the mean cross-entropy of
-the next token; the metrics are loss, accuracy and perplexity over every validation token.
+the next token; the metrics are loss, accuracy and perplexity over every validation token, and bits
+per character (the summed loss in bits over the characters those tokens stand for), the one figure that
+compares char, word and BPE models of the same text (Graves 2013; the Hutter prize's unit).
 """
 
 from __future__ import annotations
@@ -156,7 +158,8 @@ class LMRun(WordVectorVerbs, Run):
             ids = load_lm_data(data_cfg, cache_dir, tokenizer=self.tokenizer, align=train_cfg.bptt).valid_ids
         else:
             _, ids = tokenize_corpus(open_corpus(data, encoding), self.tokenizer, cache_dir)
-        batches = lm_batches(ids, train_cfg.batch_size, train_cfg.bptt, self.model.carries_state, shrink=True)
+        batches = CharCounted(lm_batches(ids, train_cfg.batch_size, train_cfg.bptt, self.model.carries_state,
+                                         shrink=True), self.tokenizer)
         precision = self.config.get("resolved", {}).get("precision", "fp32")
         result = evaluate(self.model, batches, self.task, self.device, precision)
         return {"run": str(self.path), "data": data or "validation split", **result}
@@ -166,8 +169,8 @@ class LanguageModelling(Task):
     name = "lm"
     title = "language-model"
     dims = ("vocab_size",)
-    sums = ("loss", "correct", "tokens")
-    metrics = ("loss", "accuracy", "perplexity")
+    sums = ("loss", "correct", "tokens", "chars")
+    metrics = ("loss", "accuracy", "perplexity", "bpc")
     headline = "accuracy"
     data_config_cls = DataConfig
     tokenizer_files = (TOKENIZER,)
@@ -225,7 +228,8 @@ class LanguageModelling(Task):
             raise UserError(f"the model reads exactly {model.window} tokens; drop --bptt or set it to {model.window}")
         train = lm_batches(data.train_ids, cfg.batch_size, cfg.bptt, model.carries_state)
         valid = lm_batches(data.valid_ids, cfg.batch_size, cfg.bptt, model.carries_state, shrink=True)
-        return train.shard(world.rank, world.size), valid.shard(world.rank, world.size, even=False)
+        return train.shard(world.rank, world.size), CharCounted(valid.shard(world.rank, world.size, even=False),
+                                                                data.tokenizer)
 
     def loss(self, net: nn.Module, model: nn.Module, batch: Batch, carry: Any,
              progress: float = 0.0) -> tuple[torch.Tensor, Any, int]:
@@ -234,21 +238,23 @@ class LanguageModelling(Task):
         return loss, carry, x.numel()
 
     def eval_sums(self, model: nn.Module, batch: Batch, carry: Any) -> tuple[torch.Tensor, Any]:
-        x, y = batch
+        """Summed loss, right guesses, tokens and the characters they stand for (CharCounted batches)."""
+        x, y, chars = batch
         if len(x) == 0:  # a process with no validation rows (fewer rows than processes) adds zeros
             return torch.zeros(len(self.sums), dtype=torch.float64), carry
         logits, _, carry = model(x, state=carry if model.carries_state else None)
         targets = y[:, -logits.size(1):]
         loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), reduction="sum")
         correct = (logits.argmax(-1) == targets).sum()
-        return torch.stack([loss.double(), correct.double(), loss.new_tensor(targets.numel(), dtype=torch.float64)]), carry
+        return torch.stack([loss.double(), correct.double(), loss.new_tensor(targets.numel(), dtype=torch.float64),
+                            chars[:, -logits.size(1):].sum().double()]), carry
 
     def finish(self, sums: dict[str, float]) -> dict[str, float]:
         """Means over tokens, not over batches: a shorter last batch counts for what it holds.
-        Perplexity is exp(mean loss)."""
+        Perplexity is exp(mean loss); bits per character the summed loss in bits over the characters."""
         mean = sums["loss"] / sums["tokens"]
         return {"loss": mean, "accuracy": sums["correct"] / sums["tokens"], "perplexity": math.exp(min(mean, 700)),
-                "tokens": int(sums["tokens"])}
+                "bpc": sums["loss"] / math.log(2) / max(sums["chars"], 1), "tokens": int(sums["tokens"])}
 
     def count(self, model: nn.Module, batches) -> int:
         """The whole training stream at once (the rows or windows of `batches` are cut from it)."""
@@ -272,8 +278,28 @@ class LanguageModelling(Task):
         return cfg.batch_size // world.size * (1 if model.carries_state else cfg.bptt)
 
     def format_metrics(self, metrics: dict[str, float]) -> dict[str, str]:
-        shown = {"loss": "{:.4f}", "accuracy": "{:.4f}", "perplexity": "{:.3f}"}
+        shown = {"loss": "{:.4f}", "accuracy": "{:.4f}", "perplexity": "{:.3f}", "bpc": "{:.4f}"}
         return {k: form.format(metrics[k]) for k, form in shown.items() if k in metrics}
+
+
+class CharCounted:
+    """Validation batches that also give, for each target token, the characters of text it stands for
+    (Tokenizer.char_counts): the denominator of bits per character."""
+
+    def __init__(self, batches, tokenizer: Tokenizer):
+        self.inner = batches
+        self.counts = torch.from_numpy(tokenizer.char_counts())
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def batch(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, y = self.inner.batch(k)
+        return x, y, self.counts[y]
+
+    def batches(self, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        for x, y in self.inner.batches(start):
+            yield x, y, self.counts[y]
 
 
 def check_options(options: dict[str, Any]) -> None:
