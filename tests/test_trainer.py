@@ -20,11 +20,11 @@ import scratchlm
 from scratchlm import trainer as trainer_module
 from scratchlm.checkpoint import LAST, RunDir, weights_step
 from scratchlm.data.batches import LMStream
+from scratchlm.data.tokenize import SPECIALS, UNK, CharTokenizer
 from scratchlm.errors import UserError
 from scratchlm.models import rnn as rnn_module
 from scratchlm.models.base import LanguageModel, fits_by_counting
 from scratchlm.models.registry import REGISTRY
-from scratchlm.data.tokenize import SPECIALS, UNK, CharTokenizer
 from scratchlm.tasks.lm import TASK as LM
 from scratchlm.tasks.lm import CharCounted
 from scratchlm.trainer import Interrupted, StopRequest, TrainConfig, evaluate, lr_at, momentum_at
