@@ -422,3 +422,26 @@ def test_the_ladder_races_every_translation_model_under_one_budget(toy_tsv: Path
     rows = json.loads((out / "ladder.json").read_text())
     assert all(row["seconds"] >= 2 for row in rows)  # the same budget for each, stopped at the first step past it
     assert (out / "ladder.png").read_bytes().startswith(b"\x89PNG") and "| transformer-mt |" in (out / "ladder.md").read_text()
+
+
+def test_resume_continues_exactly(toy_tsv: Path, tmp_path: Path):
+    """One epoch, then a second by --resume: the weights of two epochs straight (a constant rate, since a
+    schedule follows the run's length, which the resumed run changes), dropout's draws included."""
+    settings = {"n_embd": 16, "n_ffn": 32, "n_encoder_layers": 1, "n_decoder_layers": 1, "dropout": 0.1}
+    options = dict(tokenizer="word", batch_size=32, schedule="constant", settings=settings)
+    straight = scratchlm.train(str(toy_tsv), "transformer-mt", tmp_path / "straight", epochs=2, **options)
+    scratchlm.train(str(toy_tsv), "transformer-mt", tmp_path / "resumed", epochs=1, **options)
+    resumed = scratchlm.train(out=tmp_path / "resumed", resume=True, epochs=2)
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert [r["valid_loss"] for r in straight.metrics] == [r["valid_loss"] for r in resumed.metrics]
+
+
+def test_one_vocabulary_each_ties_the_target_embedding_to_the_output_only(toy_tsv: Path, tmp_path: Path):
+    run = scratchlm.train(str(toy_tsv), "transformer-mt", tmp_path / "split", tokenizer="word", joint=False, epochs=1,
+                          settings={"n_embd": 16, "n_ffn": 32, "tie_embeddings": "output"})
+    assert run.config["model"]["config"]["joint_vocab"] is False
+    assert run.model.src_embed is not run.model.tgt_embed and run.model.out.weight is run.model.tgt_embed.weight
+    # two vocabularies of one size (10 words and the specials each side), which alone would not tell them apart
+    assert run.model.config.src_vocab_size == run.model.config.tgt_vocab_size
+    assert isinstance(run.translate(["one two"])[0], str)
