@@ -79,10 +79,11 @@ def add_verbs(verb: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--out", default="map.png", help="the picture (default map.png)")
     p.add_argument("--seed", type=int, default=0, help="t-SNE's seed (default 0)")
 
-    p = verb("export", cmd_export, "write the word vectors as word2vec text or binary, or TSV for a projector")
-    p.add_argument("run", help="a run with word vectors")
-    p.add_argument("--out", required=True, help="the file to write (tsv: also OUT-metadata.tsv, the words)")
-    p.add_argument("--format", default="text", help="text (default), binary or tsv")
+    p = verb("export", cmd_export, "write the word vectors as word2vec text or binary, or TSV for a projector; "
+             "or a gpt run as a Hugging Face GPT-2 folder (--format hf)")
+    p.add_argument("run", help="a run with word vectors, or a gpt run for --format hf")
+    p.add_argument("--out", required=True, help="the file to write (tsv: also OUT-metadata.tsv, the words; hf: a folder)")
+    p.add_argument("--format", default="text", help="text (default), binary, tsv, or hf")
 
     p = verb("import-vectors", cmd_import, "make a run of a word2vec-format file (text or binary), for every verb above")
     p.add_argument("file", help="vectors in the word2vec format: a `COUNT DIM` line, then a word and its numbers")
@@ -149,7 +150,15 @@ def cmd_map(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    written = vector_run(args.run).export(args.out, args.format.lower())
+    from scratchlm.run import Run
+
+    format = args.format.lower()
+    run = Run.load(args.run, device="cpu") if format == "hf" else vector_run(args.run)
+    if not callable(getattr(run, "export", None)):
+        from scratchlm.errors import UserError
+
+        raise UserError(f"{args.run} is a {run.task.title} run, which has nothing to export as {format}")
+    written = run.export(args.out, format)
     print("wrote " + " and ".join(written))
     return 0
 

@@ -40,6 +40,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from scratchlm.data.tokenize import DOC, EOS, PAD
 from scratchlm.errors import UserError
 from scratchlm.models.attention import attention, merge_heads, split_heads
 from scratchlm.models.base import LanguageModel, lm_loss
@@ -229,3 +230,39 @@ class GPT(LanguageModel):
             state.advance(T)
         logits = self.lm_head(self.ln_f(x))  # (B, T, V)
         return logits, None if targets is None else lm_loss(logits, targets), state
+
+    def to_hf(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        """This model as Hugging Face's GPT2LMHeadModel: its config.json and its weights, by name.
+
+        The architectures are the same (learned positions, pre-norm blocks, a 4x MLP, a tied head), so
+        the mapping is names and one transpose: GPT-2 keeps its linear layers as `Conv1D`, weights
+        stored (in, out). Where this model has no biases (bias=False), GPT-2's are zeros; GPT-2's GELU
+        is set to the exact one used here ("gelu", not its default tanh approximation "gelu_new").
+        The head is tied, so only the embedding is written (tie_word_embeddings).
+        """
+        c = self.config
+        config = {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": c.vocab_size,
+                  "n_positions": c.block_size, "n_embd": c.n_embd, "n_layer": c.n_layer, "n_head": c.n_head,
+                  "n_inner": 4 * c.n_embd, "activation_function": "gelu", "resid_pdrop": c.dropout,
+                  "embd_pdrop": c.dropout, "attn_pdrop": c.dropout, "layer_norm_epsilon": self.ln_f.eps,
+                  "initializer_range": 0.02, "scale_attn_weights": True, "tie_word_embeddings": True,
+                  "use_cache": True, "bos_token_id": DOC, "eos_token_id": EOS, "pad_token_id": PAD}
+
+        def zeros(n: int) -> torch.Tensor:
+            return torch.zeros(n, dtype=self.wte.weight.dtype)
+
+        def norm(prefix: str, ln: nn.LayerNorm) -> dict[str, torch.Tensor]:
+            return {f"{prefix}.weight": ln.weight, f"{prefix}.bias": zeros(c.n_embd) if ln.bias is None else ln.bias}
+
+        def conv1d(prefix: str, linear: nn.Linear) -> dict[str, torch.Tensor]:
+            bias = zeros(linear.out_features) if linear.bias is None else linear.bias
+            return {f"{prefix}.weight": linear.weight.t(), f"{prefix}.bias": bias}
+
+        weights = {"transformer.wte.weight": self.wte.weight, "transformer.wpe.weight": self.wpe.weight,
+                   **norm("transformer.ln_f", self.ln_f)}
+        for i, block in enumerate(self.h):
+            p = f"transformer.h.{i}"
+            weights |= {**norm(f"{p}.ln_1", block.ln_1), **norm(f"{p}.ln_2", block.ln_2),
+                        **conv1d(f"{p}.attn.c_attn", block.attn.c_attn), **conv1d(f"{p}.attn.c_proj", block.attn.c_proj),
+                        **conv1d(f"{p}.mlp.c_fc", block.mlp.c_fc), **conv1d(f"{p}.mlp.c_proj", block.mlp.c_proj)}
+        return config, {name: t.detach().cpu().contiguous() for name, t in weights.items()}

@@ -68,6 +68,34 @@ class LMRun(WordVectorVerbs, Run):
         rows = [i for i, t in enumerate(self.tokenizer.itos) if i >= DOC + 1 and t != "\n"]
         return [self.tokenizer.itos[i] for i in rows], embedding.weight.detach().cpu().numpy()[rows]
 
+    def export(self, out: str | Path, format: str = "text") -> list[str]:
+        """`hf`: the model as a Hugging Face folder (config.json, model.safetensors; for a BPE run also
+        tokenizer.json in the `tokenizers` format) that `transformers` loads with equal logits, for a model
+        with such a counterpart (`to_hf`: gpt as GPT2LMHeadModel). Else the word vectors' formats."""
+        if format != "hf":
+            return super().export(out, format)
+        to_hf = getattr(self.model, "to_hf", None)
+        if to_hf is None:
+            raise UserError(f"{self.path}: {self.spec.name} has no Hugging Face counterpart; "
+                            "--format hf exports gpt runs (as GPT2LMHeadModel)")
+        from safetensors.torch import save_file
+
+        from scratchlm.files import atomic_write, atomic_write_json, replacing
+
+        folder = Path(out)
+        if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+            raise UserError(f"{folder} exists and is not an empty folder; choose another --out")
+        folder.mkdir(parents=True, exist_ok=True)
+        config, weights = to_hf()
+        with replacing(folder / "model.safetensors") as tmp:
+            save_file(weights, str(tmp), metadata={"format": "pt"})
+        atomic_write_json(folder / "config.json", config)
+        written = [folder / "config.json", folder / "model.safetensors"]
+        if self.tokenizer.kind == "bpe":
+            atomic_write(folder / "tokenizer.json", self.tokenizer.hf.to_str().encode())
+            written.append(folder / "tokenizer.json")
+        return [str(p) for p in written]
+
     @property
     def window(self) -> int | None:
         """How many tokens the model reads per prediction: None when it carries a state instead."""
