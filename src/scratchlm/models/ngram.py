@@ -235,17 +235,11 @@ def count_ngrams(stream: np.ndarray, order: int, V: int) -> list[Table]:
 
 
 def unique(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """np.unique's (values, counts, a position of each, inverse), from one argsort."""
-    order = np.argsort(keys)
-    ordered = keys[order]
-    new = np.ones(len(keys), dtype=bool)  # where each distinct key begins
-    new[1:] = ordered[1:] != ordered[:-1]
-    starts = np.flatnonzero(new)
-    inverse = np.empty(len(keys), dtype=np.int64)
-    group = np.cumsum(new) - 1
-    inverse[order] = group
-    counts = np.diff(np.r_[starts, len(keys)])
-    return ordered[starts], counts, order[starts], inverse
+    """np.unique's sorted values, counts and inverse, and a position of each value (any one: every
+    occurrence of a k-gram has the same suffix). torch's unique sorts about twice as fast as numpy's."""
+    values, inverse, counts = torch.unique(torch.from_numpy(keys), return_inverse=True, return_counts=True)
+    position = torch.empty(len(values), dtype=torch.long).scatter_(0, inverse, torch.arange(len(keys)))
+    return values.numpy(), counts.numpy(), position.numpy(), inverse.numpy()
 
 
 def table_size(tables: list[Table], k: int, V: int) -> int:
