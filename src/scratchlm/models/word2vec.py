@@ -96,13 +96,22 @@ class Word2Vec(nn.Module):
     def scores(self, h: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The positive scores v'_wO . h (B,) and the negative ones: (B, M) against shared negatives (M,),
         or (B, k) against each pair's own (B, k)."""
+        return self.scores_of(h, *self.outputs(targets, negatives))
+
+    def outputs(self, targets: torch.Tensor, negatives: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The output vectors of the true words (B, D) and of the negatives ((M, D) shared, or (B, k, D))."""
         U = self.output.weight
-        positive = (h * U.index_select(0, targets)).sum(1)
         if negatives.dim() == 1:
-            return positive, h @ U.index_select(0, negatives).T  # (B, M)
+            return U.index_select(0, targets), U.index_select(0, negatives)
         B, k = negatives.shape
-        u = U.index_select(0, negatives.reshape(-1)).view(B, k, -1)  # (B, k, D)
-        return positive, torch.bmm(u, h.unsqueeze(2)).squeeze(2)
+        return U.index_select(0, targets), U.index_select(0, negatives.reshape(-1)).view(B, k, -1)
+
+    @staticmethod
+    def scores_of(h: torch.Tensor, u_true: torch.Tensor, u_negative: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        positive = (h * u_true).sum(1)
+        if u_negative.dim() == 2:
+            return positive, h @ u_negative.T  # (B, M): one matrix product for the whole batch
+        return positive, torch.bmm(u_negative, h.unsqueeze(2)).squeeze(2)  # (B, k)
 
     def pair_loss(self, positive: torch.Tensor, negative: torch.Tensor, shared: bool) -> torch.Tensor:
         """Each pair's negative-sampling loss (eq. 4 of Mikolov et al. 2013b), softplus(-s) being -log sigma(s);
@@ -120,7 +129,8 @@ class Word2Vec(nn.Module):
         if len(targets) == 0:
             return 0.0
         h = self.hidden(inputs, mask)
-        positive, negative = self.scores(h, targets, negatives)
+        u_true, u_negative = self.outputs(targets, negatives)
+        positive, negative = self.scores_of(h, u_true, u_negative)
         shared = negatives.dim() == 1
         loss = self.pair_loss(positive, negative, shared).sum().item()
         if not math.isfinite(loss):
@@ -129,12 +139,11 @@ class Word2Vec(nn.Module):
         g_positive = (torch.sigmoid(positive) - 1).unsqueeze(1)  # (B, 1): d loss / d s for the true word
         g_negative = torch.sigmoid(negative) * (self.negative_weight if shared else 1.0)  # (B, M) or (B, k)
         if shared:
-            grad_h = g_positive * U.index_select(0, targets) + g_negative @ U.index_select(0, negatives)
+            grad_h = torch.addmm(g_positive * u_true, g_negative, u_negative)
             U.index_add_(0, negatives, g_negative.T @ h, alpha=-lr)  # (M, D): every pair's pull, summed
         else:
             B, k = negatives.shape
-            u = U.index_select(0, negatives.reshape(-1)).view(B, k, -1)
-            grad_h = g_positive * U.index_select(0, targets) + torch.bmm(g_negative.unsqueeze(1), u).squeeze(1)
+            grad_h = g_positive * u_true + torch.bmm(g_negative.unsqueeze(1), u_negative).squeeze(1)
             U.index_add_(0, negatives.reshape(-1), (g_negative.unsqueeze(2) * h.unsqueeze(1)).reshape(B * k, -1), alpha=-lr)
         U.index_add_(0, targets, g_positive * h, alpha=-lr)
         if mask is None:
