@@ -131,6 +131,17 @@ def test_the_loss_is_label_smoothed_cross_entropy_over_real_tokens():
     assert loss.item() == pytest.approx((0.9 * nll + 0.1 * uniform).mean().item(), rel=1e-5)
 
 
+def test_the_rnn_translators_take_label_smoothing_too():
+    from scratchlm.models.seq2seq import Seq2Seq, Seq2SeqConfig
+
+    torch.manual_seed(0)
+    model = Seq2Seq(Seq2SeqConfig(src_vocab_size=V, tgt_vocab_size=V, n_embed=8, n_hidden=8, label_smoothing=0.2))
+    src, src_lengths, tgt_in, targets = batch()
+    logits, loss, _ = model.eval()(src, src_lengths, tgt_in, targets)
+    expected = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), ignore_index=PAD, label_smoothing=0.2)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
 def test_padding_is_never_read():
     """Other ids in the padded positions, or more padding, change nothing at the real positions."""
     model = small()

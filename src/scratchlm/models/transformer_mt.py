@@ -242,7 +242,11 @@ class Memory:
 
 @dataclass
 class DecoderState:
-    """The KV cache: per decoder layer, the self-attention keys and values of the target tokens read so far."""
+    """The KV cache: per decoder layer, the self-attention keys and values of the target tokens read so far.
+
+    Each step appends one position by concatenation rather than writing into a buffer sized in advance
+    (gpt's KVCache): beam search reorders the rows after every step, which copies the cache anyway, and
+    a cache that is a value, never changed in place, cannot be shared by mistake between hypotheses."""
 
     keys: tuple[torch.Tensor, ...] = ()  # (B, nh, t, hs) per layer; empty before the first token
     values: tuple[torch.Tensor, ...] = ()
