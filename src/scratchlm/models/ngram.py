@@ -31,7 +31,8 @@ gamma_1 / V, so no text has an infinite perplexity.
 Stupid backoff (Brants, Popat, Xu, Och and Dean 2007) skips discounting: the relative frequency under
 the longest context that has seen w, times `backoff` (0.4) for each order backed off,
 S(w | h) = c(h w) / c(h .) if c(h w) > 0 else backoff * S(w | h'), down to add-one unigrams
-(c(w) + 1) / (N + V), so that no token is impossible. Its scores do not sum to 1, and `forward` returns
+(c(w) + 1) / (N + V), so that no token is impossible; a context never seen at all passes down without the
+factor, which changes every score of that context alike. Its scores do not sum to 1, and `forward` returns
 their logarithms: the cross-entropy of the language-model task renormalises them over the vocabulary,
 so its loss and perplexity are those of S / sum(S) in each context, a true distribution but not the
 scores themselves.
@@ -65,7 +66,7 @@ class NGramConfig:
     vocab_size: int = 30  # number of tokens
     order: int = 5  # n: each token is predicted from the n-1 tokens before it
     smoothing: Literal["kneser-ney", "stupid-backoff"] = "kneser-ney"  # interpolated Kneser-Ney; or stupid
-    #  backoff for large corpora, whose scores are not probabilities (see the module docstring)
+    #  backoff for large corpora, whose scores are not probabilities (src/scratchlm/models/ngram.py says why)
     discount: float | None = None  # None: modified Kneser-Ney, three discounts per order from its count-of-counts;
     #  a number in (0, 1]: that one discount for every count and order (Kneser and Ney 1995, as NLTK)
     backoff: float = 0.4  # stupid backoff: the factor for each order backed off (Brants et al. 2007)
