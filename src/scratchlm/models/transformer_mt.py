@@ -78,7 +78,8 @@ class TransformerMTConfig:
     positions: Literal["sinusoidal", "learned"] = "sinusoidal"  # the paper's fixed sinusoids, or a learned table
     block_size: int = 512  # learned positions: the longest sentence, in tokens, either side may have
     tie_embeddings: Literal["all", "output", "none"] = "all"  # all: one matrix for source, target and output
-    #                                                            (needs a joint vocabulary); output: target and output
+    #                                                            (needs a joint vocabulary); output: target and output;
+    #                                                            none: three matrices
     label_smoothing: float = 0.1  # training loss: this share of each target's probability spread over the vocabulary
     attention: Literal["fused", "explicit"] = "fused"  # F.scaled_dot_product_attention, or the equation
     bias: bool = True  # biases in the linear and LayerNorm layers
