@@ -48,8 +48,7 @@ LM_SECONDS = 600.0
 MODELS = {
     # name: (what it is, arguments of `train`; "{lm}" is the language model's run)
     "bag-of-embeddings": ("the mean of the word vectors, a linear layer", ["--model", "bag-of-embeddings"]),
-    "rnn-classifier": ("bidirectional LSTM 64, concat pooling", ["--model", "rnn-classifier", "--set", "n_embed=64",
-                                                                  "--set", "n_hidden=64", "--epochs", "4"]),
+    "rnn-classifier": ("bidirectional LSTM 64, concat pooling", ["--model", "rnn-classifier"]),
     "ulmfit": ("the language model's AWD-LSTM body, discriminative rates, gradual unfreezing",
                ["--model", "ulmfit", "--from", "{lm}"]),
 }

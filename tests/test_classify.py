@@ -7,7 +7,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import random
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -357,6 +359,34 @@ def test_embeddings_start_from_a_runs_word_vectors(lm_run: Path, polar_run: Path
         train_toy(tmp_path, polar(20), "bag-of-embeddings", "e2", epochs=1, embeddings=str(polar_run))
     with pytest.raises(UserError, match="ulmfit does not"):
         train_toy(tmp_path, polar(20), "ulmfit", "e3", epochs=1, embeddings=str(lm_run))
+
+
+def test_a_stopped_classifier_resumes_to_the_weights_of_one_that_ran_straight(lm_run: Path, tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch):
+    """Unfreezing follows the run's progress, dropout its random stream: a stop mid-epoch costs nothing."""
+    from scratchlm import trainer as trainer_module
+    from scratchlm.errors import Interrupted
+
+    data = str(write_folders(tmp_path / "d", polar(40)))
+    options = dict(base_run=str(lm_run), settings={"n_head": 8}, batch_size=8, epochs=3)
+    straight = scratchlm.train(data, "ulmfit", tmp_path / "straight", **options)
+    steps = {"n": 0}
+    detach = trainer_module.detach_state
+
+    def interrupt_at_step_5(state):
+        steps["n"] += 1
+        if steps["n"] == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+        return detach(state)
+
+    with monkeypatch.context() as m:
+        m.setattr(trainer_module, "detach_state", interrupt_at_step_5)
+        with pytest.raises(Interrupted):
+            scratchlm.train(data, "ulmfit", tmp_path / "resumed", **options)
+    resumed = scratchlm.train(out=tmp_path / "resumed", resume=True)
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert [r["valid_loss"] for r in straight.metrics] == [r["valid_loss"] for r in resumed.metrics]
 
 
 # ------------------------------------------------------------------ cross-validation

@@ -157,7 +157,8 @@ SPECS = [
     ModelSpec("bag-of-embeddings", "the mean of the word vectors, then a linear layer: word order is lost",
               "classification", BagConfig, BagOfEmbeddings, {}, {**CLASSIFIER, "lr": 1e-2, "epochs": 5}),
     ModelSpec("rnn-classifier", "a bidirectional LSTM read over the sentence, pooled over time (last, max, mean)",
-              "classification", RNNClassifierConfig, RNNClassifier, {}, {**CLASSIFIER, "epochs": 4}),
+              "classification", RNNClassifierConfig, RNNClassifier, {"n_embed": 64, "n_hidden": 64},
+              {**CLASSIFIER, "lr": 1e-2, "epochs": 6}),
     ModelSpec("ulmfit", "a trained language model's body (train --from RUN) fine-tuned with discriminative rates "
               "and gradual unfreezing (Howard and Ruder 2018)", "classification", LMClassifierConfig, ulmfit, {},
               {**CLASSIFIER, "lr": 2e-3, "epochs": 6}),
