@@ -220,6 +220,15 @@ def test_training_lowers_the_loss_groups_the_topics_and_repeats_with_its_seed(to
     assert not np.array_equal(other.word_vectors()[1], run.word_vectors()[1])
 
 
+def test_a_resumed_run_ends_with_the_same_vectors(toy_file: Path, tmp_path: Path):
+    options = dict(min_count=2, batch_size=64, schedule="constant", lr=0.01, settings={"dim": 8})  # the same rates
+    straight = scratchlm.train(str(toy_file), "word2vec", tmp_path / "straight", epochs=2, **options)
+    scratchlm.train(str(toy_file), "word2vec", tmp_path / "halted", epochs=1, **options)
+    resumed = scratchlm.train(str(toy_file), "word2vec", tmp_path / "halted", epochs=2, resume=True)
+    assert np.array_equal(resumed.word_vectors()[1], straight.word_vectors()[1])
+    assert [r["train_loss"] for r in resumed.metrics] == [r["train_loss"] for r in straight.metrics]
+
+
 def test_cbow_and_per_pair_negatives_train_too(toy_file: Path, tmp_path: Path):
     for name, settings in (("cbow", {"cbow": True}), ("per-pair", {"shared_negatives": 0})):
         run = scratchlm.train(str(toy_file), "word2vec", tmp_path / name, epochs=2, min_count=2,
@@ -394,6 +403,10 @@ def bad_inputs(tmp: Path, run: Path, hn_run: Path, char_run: Path, toy_file: Pat
         ("min count", ["train", "--model", "word2vec", "--data", str(toy_file), "--min-count", "0",
                        "--out", str(tmp / "t1")], "--min-count 0"),
         ("no data", ["train", "--model", "word2vec", "--out", str(tmp / "t2")], "give --data FILE"),
+        ("missing data", ["train", "--model", "word2vec", "--data", str(tmp / "none.txt"), "--out", str(tmp / "t5")],
+         "none.txt"),
+        ("binary data", ["train", "--model", "word2vec", "--data", str(tmp / "binary.txt"), "--out", str(tmp / "t6")],
+         "binary"),
         ("lm option", ["train", "--model", "word2vec", "--data", str(toy_file), "--min-freq", "3",
                        "--out", str(tmp / "t3")], "--min-count"),
         ("setting", ["train", "--model", "word2vec", "--data", str(toy_file), "--set", "window=0",

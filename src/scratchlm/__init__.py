@@ -30,13 +30,14 @@ if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
 __version__ = "0.1.0"
 
 _EXPORTS = {"train": "scratchlm.api", "lr_find": "scratchlm.api", "ladder": "scratchlm.race",
-            "cross_validate": "scratchlm.folds",
+            "cross_validate": "scratchlm.folds", "import_vectors": "scratchlm.tasks.embeddings",
+            "WordVectors": "scratchlm.vectors",
             "Run": "scratchlm.run", "UserError": "scratchlm.errors", "REGISTRY": "scratchlm.models.registry",
             # for the notebooks' pictures: the built-in corpus, how a stream is cut into batches, attention maps
             "human_numbers_text": "scratchlm.data.human_numbers", "LMStream": "scratchlm.data.batches",
             "WindowBatches": "scratchlm.data.batches", "plot_attention": "scratchlm.plots"}
-__all__ = ["LMStream", "REGISTRY", "Run", "UserError", "WindowBatches", "__version__", "cross_validate",
-           "human_numbers_text", "ladder",
+__all__ = ["LMStream", "REGISTRY", "Run", "UserError", "WindowBatches", "WordVectors", "__version__", "cross_validate",
+           "human_numbers_text", "import_vectors", "ladder",
            "load", "lr_find", "plot_attention", "train"]
 
 

@@ -474,7 +474,8 @@ class WordVectorVerbs:
             words = [w for w in self.vectors.words if any(ch.isalpha() for ch in w)][:top]
         words = list(dict.fromkeys(words))
         points = self.vectors.project(words, method, seed)
-        plot_words(words, points, out, f"{Path(str(getattr(self, 'path', ''))).name}: {method.upper()} of {len(words)} words")
+        name = {"pca": "PCA", "tsne": "t-SNE"}[method]
+        plot_words(words, points, out, f"{Path(str(getattr(self, 'path', ''))).name}: {name} of {len(words)} words")
         return {"out": str(out), "method": method, "words": words, "points": points.tolist()}
 
     def export(self, out: str | Path, format: str = "text") -> list[str]:

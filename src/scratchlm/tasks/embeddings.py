@@ -37,6 +37,7 @@ from torch import nn
 
 from scratchlm.checkpoint import BEST, TOKENIZER, RunDir, save_weights
 from scratchlm.data.cache import tokenize_corpus
+from scratchlm.data.human_numbers import NAME as HUMAN_NUMBERS
 from scratchlm.data.read import Corpus, open_corpus
 from scratchlm.data.tokenize import DOC, PAD, SPECIALS, Tokenizer, TokenizerSpec, WordTokenizer
 from scratchlm.distributed import World
@@ -65,14 +66,14 @@ NEGATIVE_POWER = 0.75  # the unigram distribution raised to 3/4 (Mikolov et al. 
 class CorpusConfig:
     """The text word2vec learns from; saved in config.json."""
 
-    path: str  # a text file or a folder of text files
+    path: str  # a text file, a folder of text files, or the built-in human numbers
     encoding: str | None = None  # None: UTF-8, else detected; or a codec name
     min_count: int = 5  # words seen fewer times are left out (the word2vec tool's -min-count)
     vocab_size: int | None = None  # keep at most this many words, the most frequent; None: every word of min_count
     imported: str | None = None  # the vectors file an imported run was made from (it cannot train)
 
     def __post_init__(self) -> None:
-        if self.imported is None:
+        if self.imported is None and self.path != HUMAN_NUMBERS:
             self.path = str(Path(self.path).expanduser().resolve())
         if self.min_count < 1:
             raise UserError(f"--min-count {self.min_count} must be at least 1")
@@ -429,7 +430,7 @@ class Embeddings(Task):
     def data_config(self, options: dict[str, Any]) -> CorpusConfig:
         check_options(options)
         if not options.get("data"):
-            raise UserError("word2vec needs a text: give --data FILE (or a folder of text files)")
+            raise UserError("word2vec needs a text: give --data FILE (a folder of text files, or human-numbers)")
         return CorpusConfig(path=options["data"], encoding=options.get("encoding"),
                             **{k: options[k] for k in ("min_count", "vocab_size") if options.get(k) is not None})
 
@@ -439,7 +440,7 @@ class Embeddings(Task):
             raise UserError("this run was imported from a vectors file: it holds vectors only and cannot be trained")
         for key, value in options.items():
             was = getattr(saved, "path" if key == "data" else key)
-            if key == "data":
+            if key == "data" and value != HUMAN_NUMBERS:
                 value = str(Path(value).expanduser().resolve())
             if value != was:
                 raise UserError(f"--resume: the run's {key.replace('_', ' ')} is {was!r}, not {value!r}")
