@@ -444,3 +444,19 @@ def test_a_damaged_best_checkpoint_is_one_warning_line(hn_run: Path, tmp_path: P
     assert result.stderr.splitlines() == [f"scratchlm: warning: {run / BEST} is damaged; using the latest weights, "
                                           f"{LAST}, instead"]
     assert len(result.stdout.split()) == 2 + 3
+
+
+def test_a_classifier_trains_classifies_and_evaluates_as_a_user_types_it(tmp_path: Path):
+    """The classification verbs in subprocesses: a folder per label in, a label and its probability out."""
+    for label, words in (("pos", ["good", "great", "fine"]), ("neg", ["bad", "awful", "poor"])):
+        (tmp_path / "reviews" / label).mkdir(parents=True)
+        for i in range(30):
+            (tmp_path / "reviews" / label / f"{i}.txt").write_text(f"the film was {words[i % 3]}\n", encoding="utf-8")
+    ok(run_cli("train", "--model", "bag-of-embeddings", "--data", tmp_path / "reviews", "--epochs", "15", "--lr", "0.03",
+               "--batch-size", "8", "--set", "n_embed=16", "--out", tmp_path / "run", "--quiet", cwd=tmp_path))
+    lines = ok(run_cli("classify", tmp_path / "run", "the film was great", "the film was awful", cwd=tmp_path)).stdout
+    assert [line.split("\t")[0] for line in lines.splitlines()] == ["pos", "neg"]
+    result = json.loads(ok(run_cli("eval", tmp_path / "run", "--json", cwd=tmp_path)).stdout)
+    assert result["accuracy"] == 1.0 and result["confusion"]["labels"] == ["neg", "pos"]
+    refused = run_cli("classify", tmp_path / "run", "good", "--file", tmp_path / "none.txt", cwd=tmp_path)
+    assert refused.returncode == 2 and refused.stderr == "scratchlm: error: give texts or --file, not both\n"
