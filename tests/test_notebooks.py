@@ -156,7 +156,7 @@ def execute(path: Path, workdir: Path, seconds: float, env: dict[str, str]) -> s
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path):
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "SCRATCHLM_CACHE": str(tmp_path / "cache")}
     if SHARED_DATA.is_dir():  # the notebooks then read the real data sets, as a learner's checkout does
         env["SCRATCHLM_DATA"] = str(SHARED_DATA)
     start = time.monotonic()
