@@ -121,9 +121,16 @@ def test_reads_up_to_its_context_and_no_further():
 # ---------------------------------------------------------------- the KV cache
 
 
+@pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("attention", ["fused", "explicit"])
-def test_cached_steps_give_the_logits_of_one_full_pass(attention: str):
-    model = small(attention=attention)
+def test_cached_steps_give_the_logits_of_one_full_pass(attention: str, bias: bool):
+    """The cached steps take GPT.read_cached (functional ops on the same tensors), the full pass the modules."""
+    model = small(attention=attention, bias=bias)
+    if bias:  # trained biases and norms, not their zeros and ones: each must be read where it belongs
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.endswith("bias") or ".ln_" in name or name.startswith("ln_f"):
+                    p.add_(torch.randn_like(p) * 0.1)
     idx = torch.randint(0, VOCAB, (2, 16))
     full, _, state = model(idx)
     assert state is None  # no cache passed, none returned: training is unchanged
