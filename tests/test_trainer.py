@@ -74,7 +74,7 @@ def test_no_warmup_starts_at_the_peak():
     ({}, "give a bound"),
     ({"epochs": 0}, "--epochs 0"),
     ({"epochs": 1, "lr": 0}, "--lr"),
-    ({"epochs": 1, "schedule": "linear"}, "unknown schedule"),
+    ({"epochs": 1, "schedule": "exponential"}, "unknown schedule"),
     ({"epochs": 1, "warmup": 1}, "--warmup"),
     ({"epochs": 1, "batch_size": 0}, "--batch-size"),
     ({"time": -1}, "--time"),
