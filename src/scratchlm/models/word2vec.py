@@ -77,6 +77,10 @@ class Word2Vec(nn.Module):
         nn.init.uniform_(self.input.weight, -0.5 / D, 0.5 / D)
         nn.init.zeros_(self.output.weight)
 
+    def word_matrix(self) -> torch.Tensor:
+        """The word vectors kept: the input vectors (V x D)."""
+        return self.input.weight
+
     @property
     def negative_weight(self) -> float:
         """Each shared negative stands for k / M of a pair's k draws."""
