@@ -374,6 +374,7 @@ def bad_inputs(tmp: Path, run: Path, hn_run: Path, char_run: Path, toy_file: Pat
     (tmp / "q.txt").write_text(": s\ncat dog car\n", encoding="utf-8")
     (tmp / "s.tsv").write_text("cat\tdog\tmuch\n", encoding="utf-8")
     (tmp / "binary.txt").write_bytes(b"\x00\x01\x02" * 100)
+    (tmp / "lonely.txt").write_text("".join(f"word{i % 50}\n" for i in range(2000)), encoding="utf-8")
     return [
         ("unknown word", ["similar", str(run), "caat"], "closest known words: cat"),
         ("analogy unknown word", ["analogy", str(run), "cat", "dog", "unicornn"], "not in the vocabulary"),
@@ -412,6 +413,8 @@ def bad_inputs(tmp: Path, run: Path, hn_run: Path, char_run: Path, toy_file: Pat
         ("setting", ["train", "--model", "word2vec", "--data", str(toy_file), "--set", "window=0",
                      "--out", str(tmp / "t4")], "window 0"),
         ("lm verb on w2v", ["generate", str(run)], "word-embedding run"),
+        ("no neighbours", ["train", "--model", "word2vec", "--data", str(tmp / "lonely.txt"), "--min-count", "1",
+                           "--out", str(tmp / "t7")], "no word of the text has another beside it"),
         ("debias pairs unknown", ["debias", str(run), "--out", str(tmp / "d1")], "at least 2 pairs"),
     ]
 

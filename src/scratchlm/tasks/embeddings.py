@@ -458,8 +458,11 @@ class Embeddings(Task):
     def batches(self, data: EmbeddingData, cfg: TrainConfig, model: nn.Module, world: World):
         if world.size > 1:
             raise UserError("word2vec trains in one process (its steps are too small to split); run it without torchrun")
-        train = ContextBatches(data, model.config, cfg.batch_size, cfg.seed)
-        return train, ValidationPairs(data, model.config, cfg.seed)
+        train, valid = ContextBatches(data, model.config, cfg.batch_size, cfg.seed), ValidationPairs(data, model.config, cfg.seed)
+        if len(valid) == 0:
+            raise UserError("no word of the text has another beside it in its sentence (one word a line?); word2vec "
+                            "learns a word from its neighbours")
+        return train, valid
 
     def loss(self, net: nn.Module, model: nn.Module, batch: Batch, carry: Any,
              progress: float = 0.0) -> tuple[torch.Tensor, Any, int]:
