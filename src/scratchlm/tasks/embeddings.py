@@ -304,7 +304,7 @@ class EmbeddingsRun(WordVectorVerbs, Run):
         """The words, most frequent first, and their input vectors (V x D)."""
         rows = trainable_rows(self.tokenizers[TOKENIZER])
         itos = self.tokenizers[TOKENIZER].itos
-        return [itos[i] for i in rows], self.model.input.weight.detach().cpu().numpy()[rows]
+        return [itos[i] for i in rows], self.model.word_matrix().detach().cpu().numpy()[rows]
 
     def eval(self, data: str | None = None, encoding: str | None = None, analogies: str | None = None,
              similarity: str | list[str] | None = None, restrict_vocab: int | None = 30_000,
@@ -458,6 +458,8 @@ class Embeddings(Task):
     def batches(self, data: EmbeddingData, cfg: TrainConfig, model: nn.Module, world: World):
         if world.size > 1:
             raise UserError("word2vec trains in one process (its steps are too small to split); run it without torchrun")
+        if hasattr(model, "training_batches"):  # a model that learns from the counts, not the pairs (GloVe)
+            return model.training_batches(data.ids, data.counts, data.boundary, cfg.batch_size, cfg.seed)
         train, valid = ContextBatches(data, model.config, cfg.batch_size, cfg.seed), ValidationPairs(data, model.config, cfg.seed)
         if len(valid) == 0:
             raise UserError("no word of the text has another beside it in its sentence (one word a line?); word2vec "
@@ -466,16 +468,24 @@ class Embeddings(Task):
 
     def loss(self, net: nn.Module, model: nn.Module, batch: Batch, carry: Any,
              progress: float = 0.0) -> tuple[torch.Tensor, Any, int]:
+        if hasattr(model, "batch_loss"):
+            loss, entries = model.batch_loss(batch)
+            return loss, None, entries
         inputs, mask, targets, negatives = batch
         h = model.hidden(inputs, mask if mask.numel() else None)
         positive, negative = model.scores(h, targets, negatives)
         return model.pair_loss(positive, negative, negatives.dim() == 1).mean(), None, len(targets)
 
     def step(self, model: nn.Module, batch: Batch, lr: float) -> tuple[float, int]:
+        if hasattr(model, "take_step"):
+            return model.take_step(batch, lr)
         inputs, mask, targets, negatives = batch
         return model.sgd_step(inputs, mask if mask.numel() else None, targets, negatives, lr), len(targets)
 
     def eval_sums(self, model: nn.Module, batch: Batch, carry: Any) -> tuple[torch.Tensor, Any]:
+        if hasattr(model, "eval_sums"):  # GloVe: J, and the counts predicted within a factor of 2, as "accuracy"
+            loss, correct, n = model.eval_sums(batch)
+            return torch.stack([loss.double(), correct.double(), torch.tensor(float(n), dtype=torch.float64)]), None
         centres, contexts, negatives = batch
         positive, negative = model.scores(model.hidden(centres), contexts, negatives)
         loss = model.pair_loss(positive, negative, shared=False).sum()
