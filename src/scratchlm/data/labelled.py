@@ -39,6 +39,7 @@ from scratchlm.errors import UserError
 
 POOL = 50  # batches whose examples are sorted by length together
 TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t"}
+NOT_LABELS = {"readme", "license", "licence", "copying"}  # files beside the labels' files, read by people
 SPLIT_NAMES = {"train", "test", "valid", "validation", "dev", "unsup"}  # fastai's IMDB: imdb/train/pos ...
 
 
@@ -158,7 +159,7 @@ def label_names(files: list[Path]) -> list[str]:
 def read_files_per_label(root: Path, encoding: str | None):
     """A file per label, one example a line."""
     files = [p for p in sorted(root.iterdir()) if p.is_file() and not p.name.startswith(".")
-             and p.suffix.lower() not in {".md", ".rst"} and p.name.lower() not in {"readme", "license"}]
+             and p.suffix.lower() not in {".md", ".rst"} and p.stem.lower() not in NOT_LABELS]
     if not files:
         raise UserError(f"{root}: no files, one per label, in the folder")
     names = label_names(files)

@@ -351,6 +351,9 @@ class Classification(Task):
         return "a 10,000-word vocabulary and two labels", {"vocab_size": 10_000, "n_classes": 2}
 
     def batches(self, data: ClassificationData, cfg: TrainConfig, model: nn.Module, world: World):
+        if world.size > 1 and getattr(model.config, "unfreeze", 0) > 0:  # DDP wraps the parameters that train at the start
+            raise UserError("gradual unfreezing changes which weights train during the run, which several processes "
+                            "cannot follow yet; add --set unfreeze=0 under torchrun")
         labels = data.labelled.labels
         train = LabelledBatches(data.train_ids, labels[data.train_index], cfg.batch_size)
         valid = LabelledBatches(data.valid_ids, labels[data.valid_index], min(cfg.batch_size, len(data.valid_ids)),
