@@ -444,6 +444,20 @@ def test_the_commands_classify_evaluate_and_cross_validate(tmp_path: Path, capsy
     assert "2-fold cross-validation (split seed 0)" in text and "accuracy" in text and (out / "folds.json").is_file()
 
 
+def test_from_and_embeddings_on_the_command_line(lm_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
+    data = str(write_folders(tmp_path / "d", polar(40)))
+    common = ["--data", data, "--epochs", "1", "--batch-size", "8", "--quiet"]
+    assert main(["train", "--model", "ulmfit", "--from", str(lm_run), "--set", "n_head=8", "--out", str(tmp_path / "u"),
+                 *common]) == 0
+    assert main(["train", "--model", "bag-of-embeddings", "--embeddings", str(lm_run), "--out", str(tmp_path / "b"),
+                 *common]) == 0
+    capsys.readouterr()
+    assert ClassificationRun.load(tmp_path / "u").config["data"]["config"]["base_run"] == str(lm_run.resolve())
+    assert ClassificationRun.load(tmp_path / "b").model.config.n_embed == 16  # the language model's width
+    assert main(["classify", str(tmp_path / "u"), "the wine was lovely"]) == 0
+    assert capsys.readouterr()[0].split("\t")[0] in ("pos", "neg")
+
+
 def test_bad_classification_commands_are_one_line(polar_run: Path, lm_run: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture):
     lm = tmp_path / "lm.txt"
