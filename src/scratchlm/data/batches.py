@@ -184,3 +184,30 @@ def lm_batches(ids: np.ndarray, batch_size: int, bptt: int, carries_state: bool,
     if shrink:
         batch_size = max(1, min(batch_size, (len(ids) - 1) // bptt))
     return (LMStream if carries_state else WindowBatches)(ids, batch_size, bptt)
+
+
+POOL = 50  # batches whose examples are sorted by length together: padding stays small, batches still vary
+
+
+def bucketed_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+    """One epoch's order of examples of varying length (sentence pairs, labelled texts), as fairseq and
+    torchtext's BucketIterator cut them: shuffled, sorted by length within pools of POOL batches so that
+    a batch holds examples of about one length and little padding, cut into batches, and the whole
+    batches shuffled so that lengths do not come in order; a last, partial batch's examples stay last.
+    `lengths` is each example's length; the same `rng` state gives the same order (exact resume)."""
+    order = rng.permutation(len(lengths))
+    pool = POOL * batch_size
+    for start in range(0, len(order), pool):
+        part = slice(start, start + pool)
+        order[part] = order[part][np.argsort(lengths[order[part]], kind="stable")]
+    n = len(order) // batch_size
+    batches = order[: n * batch_size].reshape(n, batch_size)[rng.permutation(n)]
+    return np.concatenate([batches.reshape(-1), order[n * batch_size:]])
+
+
+def batch_indices(order: np.ndarray, k: int, batch_size: int, rows: tuple[int, int] | None) -> np.ndarray:
+    """The examples of batch k of `order`: all of them, or only this process' `rows` of it (`share`)."""
+    first, stop = k * batch_size, min((k + 1) * batch_size, len(order))
+    if rows:
+        first, stop = min(first + rows[0], stop), min(first + rows[1], stop)
+    return order[first:stop]

@@ -32,12 +32,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scratchlm.data.batches import share
+from scratchlm.data.batches import batch_indices, bucketed_order, share
 from scratchlm.data.read import TEXT_SUFFIXES, open_corpus
 from scratchlm.data.tokenize import PAD, Tokenizer, TokenizerSpec
 from scratchlm.errors import UserError
 
-POOL = 50  # batches whose examples are sorted by length together
 TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t"}
 NOT_LABELS = {"readme", "license", "licence", "copying"}  # files beside the labels' files, read by people
 SPLIT_NAMES = {"train", "test", "valid", "validation", "dev", "unsup"}  # fastai's IMDB: imdb/train/pos ...
@@ -298,22 +297,11 @@ class LabelledBatches:
     def for_epoch(self, epoch: int, seed: int) -> LabelledBatches:
         """This epoch's batches, from (seed, epoch) alone: shuffled, sorted by length within pools, cut,
         and the batches shuffled."""
-        rng = np.random.default_rng([seed, epoch, 11])
-        order = rng.permutation(len(self.ids))
-        lengths = np.array([len(self.ids[i]) for i in order])
-        pool = POOL * self.batch_size
-        for start in range(0, len(order), pool):
-            part = slice(start, start + pool)
-            order[part] = order[part][np.argsort(lengths[part], kind="stable")]
-        n = len(self)
-        batches = order[: n * self.batch_size].reshape(n, self.batch_size)[rng.permutation(n)]
-        return replace(self, order=np.concatenate([batches.reshape(-1), order[n * self.batch_size:]]))
+        lengths = np.array([len(ids) for ids in self.ids])
+        return replace(self, order=bucketed_order(lengths, self.batch_size, np.random.default_rng([seed, epoch, 11])))
 
     def indices(self, k: int) -> np.ndarray:
-        first, stop = k * self.batch_size, min((k + 1) * self.batch_size, len(self.ids))
-        if self.rows:
-            first, stop = min(first + self.rows[0], stop), min(first + self.rows[1], stop)
-        return self.order[first:stop]
+        return batch_indices(self.order, k, self.batch_size, self.rows)
 
     def batch(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(ids, lengths, labels) of batch k."""

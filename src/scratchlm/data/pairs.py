@@ -35,12 +35,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scratchlm.data.batches import share
+from scratchlm.data.batches import batch_indices, bucketed_order, share
 from scratchlm.data.read import open_corpus
 from scratchlm.data.tokenize import BOS, EOS, PAD, Tokenizer, TokenizerSpec, train_tokenizer
 from scratchlm.errors import UserError
-
-POOL = 50  # batches whose pairs are sorted by length together: padding stays small, batches still vary
 
 
 @dataclass
@@ -222,22 +220,11 @@ class PairBatches:
     def for_epoch(self, epoch: int, seed: int) -> PairBatches:
         """This epoch's batches: the pairs shuffled, sorted by length within pools of POOL batches, cut,
         and the batches shuffled; from (seed, epoch) alone, so a resumed run draws the same."""
-        rng = np.random.default_rng([seed, epoch, 7])
-        order = rng.permutation(len(self.src))
-        lengths = np.array([len(self.src[i]) + len(self.tgt[i]) for i in order])
-        pool = POOL * self.batch_size
-        for start in range(0, len(order), pool):
-            part = slice(start, start + pool)
-            order[part] = order[part][np.argsort(lengths[part], kind="stable")]
-        n = len(self)
-        batches = order[: n * self.batch_size].reshape(n, self.batch_size)[rng.permutation(n)]
-        return replace(self, order=np.concatenate([batches.reshape(-1), order[n * self.batch_size:]]))
+        lengths = np.array([len(s) + len(t) for s, t in zip(self.src, self.tgt, strict=True)])
+        return replace(self, order=bucketed_order(lengths, self.batch_size, np.random.default_rng([seed, epoch, 7])))
 
     def indices(self, k: int) -> np.ndarray:
-        first, stop = k * self.batch_size, min((k + 1) * self.batch_size, len(self.src))
-        if self.rows:
-            first, stop = min(first + self.rows[0], stop), min(first + self.rows[1], stop)
-        return self.order[first:stop]
+        return batch_indices(self.order, k, self.batch_size, self.rows)
 
     def batch(self, k: int) -> tuple:
         """(src, src_lengths, tgt_in, targets), then for training this process' weight (below), for
