@@ -22,6 +22,22 @@ minibatching of BlazingText, Gupta and Khare 2017): a batch draws `shared_negati
 every pair of the batch scores all of them, each weighted k / shared_negatives. The expected loss and
 gradient are those of k draws per pair, and the scores become one matrix product (B x D by D x M)
 instead of B x k dot products gathered one by one: the step that makes this fast on a CPU.
+
+The hierarchical softmax (`loss="hs"`, 2013b sec. 2.1) replaces the negatives by a true softmax whose
+cost is a word's path in a Huffman tree of the counts (models/huffman.py): with t_n = 1 - code_n for
+each inner node n on the path of w_O and u_n its vector (word2vec's syn1),
+
+    p(w_O | h) = prod_n sigma((2 t_n - 1) u_n . h)      loss = -log p(w_O | h) = sum_n softplus((2 code_n - 1) u_n . h)
+
+    dloss/du_n = (sigma(u_n . h) - t_n) h               dloss/dh = sum_n (sigma(u_n . h) - t_n) u_n
+
+the same shape of step as negative sampling's, with the path's nodes in place of the true word and the
+negatives. The nodes near the root are on nearly every path, so a batch's steps pile up on them: summed
+over the pairs of 512 words (about 2,000), WikiText-2 diverged within 120 steps, while word2vec's
+one-pair-at-a-time steps correct each other. So the hierarchical softmax takes a batch `HS_PAIRS` (256)
+pairs at a time, each a step of its own: one epoch of WikiText-2 ends at a training loss of 7.63 nats a
+pair, as batches of 64 words do, where the steps averaged per node over 2,000 pairs stalled at 7.8. The
+tree (codes and points per word, padded) is built from the counts when a run starts and is kept with the weights.
 """
 
 from __future__ import annotations
@@ -34,6 +50,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from scratchlm.errors import UserError
+from scratchlm.models.huffman import MAX_CODE_LENGTH, huffman_tree
+
+LOSSES = ("ns", "hs")
+HS_PAIRS = 256  # the hierarchical softmax steps through a batch this many pairs at a time (see sgd_step)
 
 
 @dataclass
@@ -49,6 +69,7 @@ class Word2VecConfig:
     sample: float = 1e-3  # t, the subsampling threshold: a word of frequency f is kept with probability
     #                       (sqrt(f/t) + 1) t/f, as the word2vec tool computes it; 0 keeps every word
     cbow: bool = False  # continuous bag of words: predict the centre from the mean of its context (else skip-gram)
+    loss: str = "ns"  # ns: negative sampling; hs: the hierarchical softmax over a Huffman tree of the counts
 
     def __post_init__(self) -> None:
         if self.vocab_size < 1 or not 1 <= self.dim <= 10_000:
@@ -61,6 +82,8 @@ class Word2VecConfig:
             raise UserError(f"shared_negatives {self.shared_negatives} must be between 0 (k per pair) and 100,000")
         if not 0 <= self.sample < 1:
             raise UserError(f"sample {self.sample} must be in [0, 1); 1e-3 is word2vec's, 0 keeps every word")
+        if self.loss not in LOSSES:
+            raise UserError(f"loss {self.loss!r}: choose ns (negative sampling) or hs (hierarchical softmax)")
 
 
 class Word2Vec(nn.Module):
@@ -72,10 +95,49 @@ class Word2Vec(nn.Module):
         self.config = config
         V, D = config.vocab_size, config.dim
         self.input = nn.Embedding(V, D)
-        self.output = nn.Embedding(V, D)
         # word2vec's start: input vectors uniform in [-0.5/D, 0.5/D], output vectors zero
         nn.init.uniform_(self.input.weight, -0.5 / D, 0.5 / D)
-        nn.init.zeros_(self.output.weight)
+        if config.loss == "ns":
+            self.output = nn.Embedding(V, D)
+            nn.init.zeros_(self.output.weight)
+        else:  # the inner nodes' vectors (V - 1 of them are used) and each word's path, filled by build_tree
+            self.inner = nn.Embedding(V, D)
+            nn.init.zeros_(self.inner.weight)
+            self.register_buffer("codes", torch.zeros(V, MAX_CODE_LENGTH, dtype=torch.uint8))
+            self.register_buffer("points", torch.zeros(V, MAX_CODE_LENGTH, dtype=torch.int64))
+            self.register_buffer("code_lengths", torch.zeros(V, dtype=torch.int64))
+
+    def build_tree(self, counts) -> None:
+        """The hierarchical softmax's Huffman tree of the word counts (V,); nothing for negative sampling."""
+        if self.config.loss == "hs":
+            for name, values in zip(("codes", "points", "code_lengths"), huffman_tree(counts), strict=True):
+                getattr(self, name).copy_(torch.from_numpy(values))
+
+    def path(self, words: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The inner nodes (B, L), turns (B, L, float) and a mask of the real steps (B, L) of each word's path,
+        L the longest path among them."""
+        lengths = self.code_lengths.index_select(0, words)
+        L = max(int(lengths.max()), 1) if len(words) else 1
+        mask = torch.arange(L) < lengths.unsqueeze(1)
+        return self.points.index_select(0, words)[:, :L], self.codes.index_select(0, words)[:, :L].float(), mask
+
+    def log_probability(self, h: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
+        """log p(word | h) under the hierarchical softmax, for h (B, D) and words (B,)."""
+        points, codes, mask = self.path(words)
+        scores = torch.bmm(self.inner.weight[points], h.unsqueeze(2)).squeeze(2)  # (B, L)
+        return -(F.softplus((2 * codes - 1) * scores) * mask).sum(1)
+
+    def pair_sums(self, centres: torch.Tensor, contexts: torch.Tensor,
+                  negatives: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A validation batch's summed loss and the pairs whose true context scores above all its k negatives:
+        by the negative-sampling scores, or by log p under the hierarchical softmax."""
+        h = self.hidden(centres)
+        if self.config.loss == "hs":
+            true = self.log_probability(h, contexts)
+            others = torch.stack([self.log_probability(h, negatives[:, i]) for i in range(negatives.shape[1])], 1)
+            return -true.sum(), (true > others.max(1).values).sum()
+        positive, negative = self.scores(h, contexts, negatives)
+        return self.pair_loss(positive, negative, shared=False).sum(), (positive > negative.max(1).values).sum()
 
     def word_matrix(self) -> torch.Tensor:
         """The word vectors kept: the input vectors (V x D)."""
@@ -132,14 +194,39 @@ class Word2Vec(nn.Module):
         """
         if len(targets) == 0:
             return 0.0
+        if self.config.loss == "hs" and len(targets) > HS_PAIRS:  # a step per HS_PAIRS pairs (module docstring)
+            h = self.hidden(inputs, mask)
+            loss = -self.log_probability(h, targets).sum().item()  # the whole batch's, before any of its steps
+            if math.isfinite(loss):
+                for s in range(0, len(targets), HS_PAIRS):
+                    part = slice(s, s + HS_PAIRS)
+                    self.sgd_step(inputs[part], None if mask is None else mask[part], targets[part], negatives, lr)
+            return loss
         h = self.hidden(inputs, mask)
+        output_step = self.hs_output_step if self.config.loss == "hs" else self.ns_output_step
+        loss, grad_h = output_step(h, targets, negatives, lr)
+        if grad_h is None:
+            return loss
+        W = self.input.weight
+        if mask is None:
+            W.index_add_(0, inputs, grad_h, alpha=-lr)
+        else:  # CBOW: every context word takes the whole gradient of h, as word2vec's cbow_mean does
+            rows = mask.reshape(-1) > 0
+            spread = grad_h.unsqueeze(1).expand(-1, inputs.shape[1], -1).reshape(-1, grad_h.shape[1])
+            W.index_add_(0, inputs.reshape(-1)[rows], spread[rows], alpha=-lr)
+        return loss
+
+    def ns_output_step(self, h: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor,
+                       lr: float) -> tuple[float, torch.Tensor | None]:
+        """Negative sampling's side of a step: the output vectors move; (summed loss, dloss/dh), or (loss, None)
+        with nothing moved when the loss is not finite."""
         u_true, u_negative = self.outputs(targets, negatives)
         positive, negative = self.scores_of(h, u_true, u_negative)
         shared = negatives.dim() == 1
         loss = self.pair_loss(positive, negative, shared).sum().item()
         if not math.isfinite(loss):
-            return loss
-        U, W = self.output.weight, self.input.weight
+            return loss, None
+        U = self.output.weight
         g_positive = (torch.sigmoid(positive) - 1).unsqueeze(1)  # (B, 1): d loss / d s for the true word
         g_negative = torch.sigmoid(negative) * (self.negative_weight if shared else 1.0)  # (B, M) or (B, k)
         if shared:
@@ -150,10 +237,20 @@ class Word2Vec(nn.Module):
             grad_h = g_positive * u_true + torch.bmm(g_negative.unsqueeze(1), u_negative).squeeze(1)
             U.index_add_(0, negatives.reshape(-1), (g_negative.unsqueeze(2) * h.unsqueeze(1)).reshape(B * k, -1), alpha=-lr)
         U.index_add_(0, targets, g_positive * h, alpha=-lr)
-        if mask is None:
-            W.index_add_(0, inputs, grad_h, alpha=-lr)
-        else:  # CBOW: every context word takes the whole gradient of h, as word2vec's cbow_mean does
-            rows = mask.reshape(-1) > 0
-            spread = grad_h.unsqueeze(1).expand(-1, inputs.shape[1], -1).reshape(-1, grad_h.shape[1])
-            W.index_add_(0, inputs.reshape(-1)[rows], spread[rows], alpha=-lr)
-        return loss
+        return loss, grad_h
+
+    def hs_output_step(self, h: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor,
+                       lr: float) -> tuple[float, torch.Tensor | None]:
+        """The hierarchical softmax's side: the inner nodes on each target's path move (the negatives are
+        not used); (summed loss, dloss/dh), or (loss, None) when the loss is not finite."""
+        points, codes, mask = self.path(targets)
+        U = self.inner.weight
+        u = U[points]  # (B, L, D)
+        scores = torch.bmm(u, h.unsqueeze(2)).squeeze(2)  # (B, L)
+        loss = (F.softplus((2 * codes - 1) * scores) * mask).sum().item()
+        if not math.isfinite(loss):
+            return loss, None
+        g = (torch.sigmoid(scores) - (1 - codes)) * mask  # (B, L): d loss / d score at each node, 0 past the path
+        grad_h = torch.bmm(g.unsqueeze(1), u).squeeze(1)  # (B, D)
+        U.index_add_(0, points[mask], (g.unsqueeze(2) * h.unsqueeze(1))[mask], alpha=-lr)
+        return loss, grad_h

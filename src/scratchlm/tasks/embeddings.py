@@ -455,6 +455,10 @@ class Embeddings(Task):
     def example_dims(self) -> tuple[str, dict[str, int]]:
         return "a 30,000-word vocabulary", {"vocab_size": 30_000 + len(SPECIALS) + 1}
 
+    def init_model(self, model: nn.Module, data: EmbeddingData) -> None:
+        if hasattr(model, "build_tree"):  # the hierarchical softmax's Huffman tree, from the counts
+            model.build_tree(data.counts)
+
     def batches(self, data: EmbeddingData, cfg: TrainConfig, model: nn.Module, world: World):
         if world.size > 1:
             raise UserError("word2vec trains in one process (its steps are too small to split); run it without torchrun")
@@ -473,6 +477,8 @@ class Embeddings(Task):
             return loss, None, entries
         inputs, mask, targets, negatives = batch
         h = model.hidden(inputs, mask if mask.numel() else None)
+        if model.config.loss == "hs":
+            return -model.log_probability(h, targets).mean(), None, len(targets)
         positive, negative = model.scores(h, targets, negatives)
         return model.pair_loss(positive, negative, negatives.dim() == 1).mean(), None, len(targets)
 
@@ -487,9 +493,7 @@ class Embeddings(Task):
             loss, correct, n = model.eval_sums(batch)
             return torch.stack([loss.double(), correct.double(), torch.tensor(float(n), dtype=torch.float64)]), None
         centres, contexts, negatives = batch
-        positive, negative = model.scores(model.hidden(centres), contexts, negatives)
-        loss = model.pair_loss(positive, negative, shared=False).sum()
-        correct = (positive > negative.max(1).values).sum()
+        loss, correct = model.pair_sums(centres, contexts, negatives)
         return torch.stack([loss.double(), correct.double(), torch.tensor(float(len(centres)), dtype=torch.float64)]), None
 
     def finish(self, sums: dict[str, float]) -> dict[str, float]:
