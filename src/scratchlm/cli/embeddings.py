@@ -14,10 +14,13 @@ from collections.abc import Callable
 def add_data_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("word-embedding data (word2vec: a text file or a folder of them)")
     g.add_argument("--min-count", type=int, help="leave out words seen fewer times (default 5)")
+    g.add_argument("--phrases", type=int, metavar="N",
+                   help="N passes of phrase detection before training: frequent pairs become one token, new_york")
+    g.add_argument("--phrase-threshold", type=float, metavar="T", help="join a pair scoring above T (default 100)")
 
 
 def data_options(args: argparse.Namespace) -> dict:
-    return {"min_count": args.min_count}
+    return {"min_count": args.min_count, "phrases": args.phrases, "phrase_threshold": args.phrase_threshold}
 
 
 def add_eval_options(p: argparse.ArgumentParser) -> None:

@@ -24,6 +24,7 @@ from typing import Literal
 
 import numpy as np
 
+from scratchlm.data.phrases import join, learn_phrases
 from scratchlm.errors import UserError, closest
 
 SPECIALS = ("<unk>", "<pad>", "<bos>", "<eos>", "<doc>")
@@ -39,6 +40,8 @@ class TokenizerSpec:
     kind: Literal["char", "word", "bpe"] = "word"  # what one token is
     vocab_size: int | None = None  # keep the most frequent tokens (required for bpe); None keeps all
     min_freq: int = 1  # char/word: drop tokens seen fewer times than this (they become <unk>)
+    phrases: int = 0  # word: passes of phrase detection (data/phrases.py) joining frequent pairs, new_york
+    phrase_threshold: float = 100.0  # word: a pair is joined when its phrase score is above this
 
     def __post_init__(self) -> None:
         if isinstance(self.kind, str) and self.kind.lower() in KINDS:
@@ -53,6 +56,12 @@ class TokenizerSpec:
                             f"give a number above {len(SPECIALS)} (e.g. 8000)")
         if self.min_freq < 1:
             raise UserError(f"--min-freq {self.min_freq} must be at least 1")
+        if not 0 <= self.phrases <= 10:
+            raise UserError(f"--phrases {self.phrases} must be between 0 and 10 passes")
+        if self.phrases and self.kind != "word":
+            raise UserError("--phrases joins words: it needs the word tokenizer")
+        if not self.phrase_threshold > 0:
+            raise UserError(f"--phrase-threshold {self.phrase_threshold} must be above 0 (word2phrase's is 100)")
 
 
 class VocabTokenizer:
@@ -128,24 +137,37 @@ class WordTokenizer(VocabTokenizer):
     kind = "word"
     NEWLINE = "\n"
 
-    @classmethod
-    def split(cls, text: str) -> list[str]:
+    def __init__(self, tokens: list[str], phrases: list[list[tuple[str, str]]] | None = None):
+        super().__init__(tokens)
+        self.phrases = [[tuple(pair) for pair in joined] for joined in phrases or []]  # each pass's joined pairs
+        self.phrase_sets = [set(joined) for joined in self.phrases]
+
+    def split(self, text: str) -> list[str]:
         tokens = []
         for line in text.splitlines(keepends=True):
-            tokens += line.split()
+            tokens += join(line.split(), self.phrase_sets) if self.phrase_sets else line.split()
             if line.endswith(("\n", "\r")):
-                tokens.append(cls.NEWLINE)
+                tokens.append(self.NEWLINE)
         return tokens
 
     @classmethod
     def train(cls, documents: Iterable[Iterable[str]], spec: TokenizerSpec) -> WordTokenizer:
+        phrases = None
+        if spec.phrases:  # the text is read twice, so its lines are held: once to find the phrases, once to count
+            documents = [list(lines) for lines in documents]
+            phrases = learn_phrases((line.split() for lines in documents for line in lines), spec.phrases,
+                                    spec.phrase_threshold, delta=spec.min_freq, min_count=spec.min_freq)
+        splitter = cls(list(SPECIALS), phrases)
         counts = Counter()
         for lines in documents:
             for line in lines:
-                counts.update(cls.split(line))
+                counts.update(splitter.split(line))
         for special in SPECIALS:
             counts.pop(special, None)
-        return cls(list(SPECIALS) + keep_frequent(counts, spec))
+        return cls(list(SPECIALS) + keep_frequent(counts, spec), phrases)
+
+    def to_json(self) -> dict:
+        return {**super().to_json(), **({"phrases": self.phrases} if self.phrases else {})}
 
     def encode_block(self, text: str) -> np.ndarray:
         get = self.stoi.get
@@ -263,6 +285,13 @@ def tokenizer_from_json(obj: dict) -> Tokenizer:
             or tuple(tokens[: len(SPECIALS)]) != SPECIALS or len(set(tokens)) != len(tokens)
             or (obj["kind"] == "char" and any(len(t) != 1 for t in tokens[len(SPECIALS):]))):
         raise refused
+    if obj["kind"] == "word" and "phrases" in obj:
+        phrases = obj["phrases"]
+        if not (isinstance(phrases, list) and all(isinstance(joined, list) and all(
+                isinstance(pair, list) and len(pair) == 2 and all(isinstance(w, str) for w in pair) for pair in joined)
+                for joined in phrases)):
+            raise refused
+        return WordTokenizer(tokens, phrases)
     return TOKENIZERS[obj["kind"]](tokens)
 
 
@@ -299,4 +328,9 @@ def encode_documents(tokenizer: Tokenizer, documents: Iterable[Iterable[str]]) -
 
 
 def spec_dict(spec: TokenizerSpec) -> dict:
-    return asdict(spec)
+    """The spec as saved; without the phrase fields when no phrases are learnt, so a spec written before
+    they existed keeps its cache key."""
+    values = asdict(spec)
+    if not spec.phrases:
+        del values["phrases"], values["phrase_threshold"]
+    return values

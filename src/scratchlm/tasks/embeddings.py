@@ -55,7 +55,7 @@ from scratchlm.vectors import (
     read_word2vec,
 )
 
-DATA_OPTIONS = ("data", "encoding", "min_count", "vocab_size")
+DATA_OPTIONS = ("data", "encoding", "min_count", "vocab_size", "phrases", "phrase_threshold")
 BLOCK = 64  # batches made together: one numpy pass lays the windows of 64 x batch_size words
 VALID_PAIRS = 20_000  # the fixed sample of pairs each evaluation scores
 VALID_BLOCKS = 8  # ... taken from this many blocks spread over the stream
@@ -70,6 +70,8 @@ class CorpusConfig:
     encoding: str | None = None  # None: UTF-8, else detected; or a codec name
     min_count: int = 5  # words seen fewer times are left out (the word2vec tool's -min-count)
     vocab_size: int | None = None  # keep at most this many words, the most frequent; None: every word of min_count
+    phrases: int = 0  # passes of phrase detection before the vocabulary (word2phrase: new york -> new_york)
+    phrase_threshold: float = 100.0  # a pair is joined when its phrase score is above this (word2phrase's 100)
     imported: str | None = None  # the vectors file an imported run was made from (it cannot train)
 
     def __post_init__(self) -> None:
@@ -84,7 +86,8 @@ class CorpusConfig:
     def tokenizer(self) -> TokenizerSpec:
         # the tokenizer's vocabulary also holds the specials and the newline token
         size = None if self.vocab_size is None else self.vocab_size + len(SPECIALS) + 1
-        return TokenizerSpec(kind="word", min_freq=self.min_count, vocab_size=size)
+        return TokenizerSpec(kind="word", min_freq=self.min_count, vocab_size=size, phrases=self.phrases,
+                             phrase_threshold=self.phrase_threshold)
 
 
 def trainable_rows(tokenizer: Tokenizer) -> np.ndarray:
@@ -432,7 +435,8 @@ class Embeddings(Task):
         if not options.get("data"):
             raise UserError("word2vec needs a text: give --data FILE (a folder of text files, or human-numbers)")
         return CorpusConfig(path=options["data"], encoding=options.get("encoding"),
-                            **{k: options[k] for k in ("min_count", "vocab_size") if options.get(k) is not None})
+                            **{k: options[k] for k in ("min_count", "vocab_size", "phrases", "phrase_threshold")
+                               if options.get(k) is not None})
 
     def check_resume(self, saved: CorpusConfig, options: dict[str, Any]) -> None:
         check_options(options)
@@ -514,7 +518,7 @@ def check_options(options: dict[str, Any]) -> None:
     if unknown := sorted(set(options) - set(DATA_OPTIONS)):
         hint = " (word2vec's minimum count is --min-count)" if "min_freq" in unknown else ""
         raise UserError(f"{', '.join('--' + k.replace('_', '-') for k in unknown)}: not an option of word2vec's "
-                        f"data (they are --data, --encoding, --min-count, --vocab-size){hint}")
+                        f"data (they are --data, --encoding, --min-count, --vocab-size, --phrases, --phrase-threshold){hint}")
 
 
 TASK = Embeddings()
