@@ -167,7 +167,8 @@ class WordTokenizer(VocabTokenizer):
         return cls(list(SPECIALS) + keep_frequent(counts, spec), phrases)
 
     def to_json(self) -> dict:
-        return {**super().to_json(), **({"phrases": self.phrases} if self.phrases else {})}
+        phrases = [[list(pair) for pair in joined] for joined in self.phrases]
+        return {**super().to_json(), **({"phrases": phrases} if phrases else {})}
 
     def encode_block(self, text: str) -> np.ndarray:
         get = self.stoi.get
