@@ -70,8 +70,14 @@ def ladder(data: str | None = None, models: list[str] | None = None, out: str | 
     atomic_write_json(out / "ladder.json", rows)
     atomic_write(out / "ladder.md", (markdown_table(task_, rows) + "\n").encode())
     plot_curves(curves, out / "ladder.png", "seconds of training", f"validation {task_.headline}",
-                f"the ladder on {Path(data).name if data else 'its default data'}")
+                f"the ladder on {data_name(run)}")
     return rows
+
+
+def data_name(run) -> str:
+    """The data of a run as a plot's title names it: file names, not whole paths ("pairs.en / pairs.fr")."""
+    described = run.task.describe(run.task.data_config_cls(**run.config["data"]["config"]))
+    return " / ".join(Path(part).name for part in str(described).split(" / "))
 
 
 def column(metric: str) -> str:
