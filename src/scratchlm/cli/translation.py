@@ -16,7 +16,9 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--reverse", action="store_true", default=None, help="translate from the target column to the source")
     g.add_argument("--joint", action=argparse.BooleanOptionalAction, default=None,
                    help="one vocabulary for both languages (default) or one each (--no-joint)")
-    g.add_argument("--max-length", type=int, help="leave out training pairs with a side longer than this (default 100 tokens)")
+    g.add_argument("--max-length", type=int,
+                   help="tokens at most: translation leaves out training pairs with a longer side (default 100); "
+                   "classification keeps a text's first N (default 400)")
 
 
 def data_options(args: argparse.Namespace) -> dict:
