@@ -163,12 +163,18 @@ def summary(run) -> str:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from scratchlm.run import Run
+    from scratchlm.tasks import get_task
 
     if args.folds is not None:
         return cross_validation(args)
     run = Run.load(args.run, device=args.device or "auto")
     commands = task_commands(run.task.name)
     options = {"data": args.data, "encoding": args.encoding, **commands.eval_options(args)}
+    for name in TASK_NAMES:  # another task's evaluation option would be ignored: say so instead
+        given = [k for k, v in task_commands(name).eval_options(args).items() if v is not None and k not in options]
+        if given:
+            raise UserError(f"{', '.join(given)}: an option of {get_task(name).title} runs' eval; {args.run} is a "
+                            f"{run.task.title} run")
     result = run.eval(**{k: v for k, v in options.items() if v is not None})
     if args.json:
         print(json.dumps(result, indent=2))
