@@ -28,6 +28,7 @@ from types import ModuleType
 from typing import Any
 
 import classify
+import embedding_methods
 import embeddings
 import gpt
 import gpt_gpu
@@ -44,7 +45,7 @@ from common import BenchError, Section, log
 # Every benchmark, in the order they run and appear in RESULTS.md. A benchmark is a module with NAME,
 # TITLE, ABOUT and run(quick: bool) -> Section; adding one is adding it here (see bench/README.md).
 BENCHMARKS: list[ModuleType] = [human_numbers, ladder, wikitext, ngram, gpt, gpt_gpu, translation, classify, embeddings,
-                                memory, reliability, shared_machine]
+                                embedding_methods, memory, reliability, shared_machine]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 FORMAT = "scratchlm-bench/1"
