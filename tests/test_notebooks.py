@@ -136,6 +136,18 @@ def test_teacher_forcing_shows_the_target_shifted_right(tmp_path: Path):
     assert shown == {"decoder_input": ["<bos>", "twenty", "one"], "targets": ["twenty", "one", "<eos>"]}
 
 
+def test_a_picture_leaves_the_notebooks_pyplot_alone(tmp_path: Path):
+    """scratchlm draws off-screen on figures of its own: the caller's backend (a notebook's inline one)
+    stays chosen, so its own plt.show() still shows, and pyplot holds none of scratchlm's figures."""
+    code = ("import matplotlib\nmatplotlib.use('svg')\nimport matplotlib.pyplot as plt\nimport scratchlm\n"
+            f"scratchlm.plot_attention(['a', 'b'], ['x'], [[0.3, 0.7]], {str(tmp_path / 'a.png')!r})\n"
+            "print(matplotlib.get_backend(), plt.get_fignums())\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["svg", "[]"]
+    assert (tmp_path / "a.png").read_bytes().startswith(b"\x89PNG")
+
+
 def execute(path: Path, workdir: Path, seconds: float, env: dict[str, str]) -> subprocess.CompletedProcess:
     """Run the notebook in a fresh kernel in `workdir`; the notebook is killed, kernel and all, after `seconds`."""
     copy = workdir / path.name

@@ -9,12 +9,12 @@ from scratchlm.files import atomic_write
 
 
 def figure():
-    import matplotlib
+    """A figure of its own, outside pyplot: drawn off-screen, with no backend chosen for the caller (a
+    notebook's pyplot keeps its inline backend) and nothing for pyplot to hold on to after the save."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # no screen needed
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=(7, 4.2), dpi=110)
+    fig = Figure(figsize=(7, 4.2), dpi=110)
+    return fig, fig.subplots()
 
 
 def save(fig, path: Path) -> None:
@@ -23,9 +23,6 @@ def save(fig, path: Path) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", bbox_inches="tight")
     atomic_write(Path(path), buffer.getvalue())
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
 
 
 def plot_losses(history: list[dict], path: Path, title: str, metrics: Sequence[str] = ("accuracy",)) -> None:
