@@ -166,8 +166,8 @@ SPECS = [
     # word2vec's own recipe: SGD from 0.025 falling linearly to 0, 5 epochs. A batch is the pairs of 256 words:
     # the summed steps of a batch come nearer sequential SGD as it shrinks. On WikiText-2 (analogy accuracy,
     # median of seeds 0-2) 512 words gave 1.25%, 256 1.45%, 128 1.56% (gensim 1.41-1.72%); 128 took ~1.3x as long
-    ModelSpec("word2vec", "skip-gram with negative sampling (or CBOW), subsampling of frequent words, a dynamic "
-              "window (Mikolov et al. 2013)", "embeddings", Word2VecConfig, Word2Vec, {},
+    ModelSpec("word2vec", "skip-gram with negative sampling or the hierarchical softmax (or CBOW), subsampling of "
+              "frequent words, a dynamic window (Mikolov et al. 2013)", "embeddings", Word2VecConfig, Word2Vec, {},
               {"lr": 0.025, "epochs": 5, "schedule": "linear", "warmup": 0.0, "batch_size": 256, "weight_decay": 0.0}),
     # AdaGrad, constant, a batch 16,384 non-zero counts; the GloVe tool's rate 0.05 steps one count at a time, and
     # here barely moved the vectors in 10 epochs of WikiText-2 (WordSim-353 0.00); 0.5 reached 0.07 in 6, 2.0 diverged

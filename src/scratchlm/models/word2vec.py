@@ -121,11 +121,17 @@ class Word2Vec(nn.Module):
         mask = torch.arange(L) < lengths.unsqueeze(1)
         return self.points.index_select(0, words)[:, :L], self.codes.index_select(0, words)[:, :L].float(), mask
 
+    def flat_path(self, words: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every step of the words' paths, flat, without padding: its word's index in `words`, its inner
+        node and its turn (P,) each. A short path costs its own length, not the longest one's."""
+        points, codes, mask = self.path(words)
+        return torch.arange(len(words)).unsqueeze(1).expand_as(mask)[mask], points[mask], codes[mask]
+
     def log_probability(self, h: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
         """log p(word | h) under the hierarchical softmax, for h (B, D) and words (B,)."""
-        points, codes, mask = self.path(words)
-        scores = torch.bmm(self.inner.weight[points], h.unsqueeze(2)).squeeze(2)  # (B, L)
-        return -(F.softplus((2 * codes - 1) * scores) * mask).sum(1)
+        pair, nodes, codes = self.flat_path(words)
+        scores = (self.inner.weight.index_select(0, nodes) * h.index_select(0, pair)).sum(1)  # (P,)
+        return -torch.zeros(len(words), dtype=h.dtype).index_add_(0, pair, F.softplus((2 * codes - 1) * scores))
 
     def pair_sums(self, centres: torch.Tensor, contexts: torch.Tensor,
                   negatives: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -243,14 +249,14 @@ class Word2Vec(nn.Module):
                        lr: float) -> tuple[float, torch.Tensor | None]:
         """The hierarchical softmax's side: the inner nodes on each target's path move (the negatives are
         not used); (summed loss, dloss/dh), or (loss, None) when the loss is not finite."""
-        points, codes, mask = self.path(targets)
+        pair, nodes, codes = self.flat_path(targets)
         U = self.inner.weight
-        u = U[points]  # (B, L, D)
-        scores = torch.bmm(u, h.unsqueeze(2)).squeeze(2)  # (B, L)
-        loss = (F.softplus((2 * codes - 1) * scores) * mask).sum().item()
+        u, h_pair = U.index_select(0, nodes), h.index_select(0, pair)  # (P, D): each step's node and context
+        scores = (u * h_pair).sum(1)  # (P,)
+        loss = F.softplus((2 * codes - 1) * scores).sum().item()
         if not math.isfinite(loss):
             return loss, None
-        g = (torch.sigmoid(scores) - (1 - codes)) * mask  # (B, L): d loss / d score at each node, 0 past the path
-        grad_h = torch.bmm(g.unsqueeze(1), u).squeeze(1)  # (B, D)
-        U.index_add_(0, points[mask], (g.unsqueeze(2) * h.unsqueeze(1))[mask], alpha=-lr)
+        g = (torch.sigmoid(scores) - (1 - codes)).unsqueeze(1)  # (P, 1): d loss / d score at each step
+        grad_h = torch.zeros_like(h).index_add_(0, pair, g * u)  # (B, D): summed over each pair's path
+        U.index_add_(0, nodes, g * h_pair, alpha=-lr)
         return loss, grad_h
