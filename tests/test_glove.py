@@ -152,3 +152,12 @@ def test_every_verb_works_on_a_glove_run_through_the_cli(toy_file: Path, tmp_pat
         assert main(argv) == 2
         err = capsys.readouterr()[1].strip().splitlines()
         assert len(err) == 1 and fragment in err[0], (argv, err)
+
+
+def test_the_first_line_names_the_update_rule_and_the_batches_glove_takes(toy_file: Path, tmp_path: Path,
+                                                                            capsys: pytest.CaptureFixture):
+    scratchlm.train(str(toy_file), "glove", tmp_path / "run", epochs=1, min_count=2, batch_size=128, progress=True,
+                    settings={"dim": 8})
+    first = capsys.readouterr().err.splitlines()[0]
+    assert first.startswith("glove: ") and "AdaGrad, gradients written out, lr 0.5 constant" in first
+    assert "batch 128 co-occurrence entries" in first and "weight decay" not in first and "adamw" not in first

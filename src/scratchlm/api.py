@@ -165,7 +165,7 @@ def fit_run(run_dir: RunDir, plan: Plan, resume: bool, progress: bool | str, cac
         run_dir.recover()
         if progress:  # a string is a label to show first: the ladder's "[3/11]"
             label = f"{progress} " if isinstance(progress, str) else ""
-            print(label + start_line(plan, n_parameters, resolved, fits_by_counting(model)), file=sys.stderr)
+            print(label + start_line(plan, model, n_parameters, resolved), file=sys.stderr)
     world.barrier()
     trainer = Trainer(model, task, train_batches, valid_batches, train_cfg, run_dir, device, precision,
                       bool(progress) and world.is_main, on_evaluation, world)
@@ -180,17 +180,21 @@ def fit_run(run_dir: RunDir, plan: Plan, resume: bool, progress: bool | str, cac
     return Run.load(run_dir.path, device=train_cfg.device)
 
 
-def start_line(plan: Plan, n_parameters: int, resolved: dict, counts: bool = False) -> str:
+def start_line(plan: Plan, model: Any, n_parameters: int, resolved: dict) -> str:
     """What the run will do, with the values it will use (the model's recipe over the global defaults).
-    A model that learns by counting has no optimizer or bound to show."""
+    A model that learns by counting has no optimizer or bound to show; one that takes its own steps
+    (word2vec, GloVe) names its update rule (`update_rule`) and may name its batches (`batch_shape`)."""
     cfg = plan.train
-    if counts:
+    shape = model.batch_shape(cfg) if callable(getattr(model, "batch_shape", None)) else plan.task.batch_shape(cfg)
+    if fits_by_counting(model):
         return (f"{plan.spec.name}: learns by counting its training data once, no gradient steps; evaluated in "
-                f"batches of {plan.task.batch_shape(cfg)}; {resolved['device']} {resolved['precision']}")
+                f"batches of {shape}; {resolved['device']} {resolved['precision']}")
     bound = " or ".join(([f"{cfg.epochs} epochs"] if cfg.epochs else []) + ([f"{cfg.time:g} s"] if cfg.time else []))
     clip = f", clip {cfg.grad_clip:g}" if cfg.grad_clip else ""
-    return (f"{plan.spec.name}: {n_parameters:,} parameters; {cfg.optimizer} lr {cfg.lr:g} {cfg.schedule} "
-            f"(warmup {cfg.warmup:g}), weight decay {cfg.weight_decay:g}{clip}; batch {plan.task.batch_shape(cfg)}; "
+    rule = getattr(model, "update_rule", None)
+    update = (f"{rule}, lr {cfg.lr:g} {cfg.schedule} (warmup {cfg.warmup:g})" if rule else
+              f"{cfg.optimizer} lr {cfg.lr:g} {cfg.schedule} (warmup {cfg.warmup:g}), weight decay {cfg.weight_decay:g}{clip}")
+    return (f"{plan.spec.name}: {n_parameters:,} parameters; {update}; batch {shape}; "
             f"{bound}; {resolved['device']} {resolved['precision']}, seed {cfg.seed}")
 
 

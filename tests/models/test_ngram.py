@@ -289,3 +289,9 @@ def test_the_ladder_starts_from_the_ngram_rung(tmp_path: Path, capsys):
     assert [row["rung"] for row in rows] == ["ngram", "mlp3"]
     assert rows[0]["parameters"] == 0 and 0 < rows[0]["accuracy"] < 1 and rows[0]["tokens_per_second"] > 0
     assert "ngram" in capsys.readouterr().out
+
+
+def test_models_says_no_optimizer_applies(capsys):
+    assert main(["models", "ngram"]) == 0
+    out = capsys.readouterr().out
+    assert "learns by counting its training data once" in out and "--lr" not in out and "--schedule" not in out

@@ -225,6 +225,7 @@ def cmd_ladder(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from scratchlm.api import recipe
+    from scratchlm.models.base import fits_by_counting
     from scratchlm.models.registry import REGISTRY, get_spec, settings_of
     from scratchlm.tasks import get_task
 
@@ -239,7 +240,10 @@ def cmd_models(args: argparse.Namespace) -> int:
         rest = [f"--{name.replace('_', '-')} {getattr(whole, name)}" for name in TRAIN_OPTIONS
                 if name not in spec.train and name not in ("device", "precision", "compile", "seed")
                 and getattr(whole, name) not in (None, False)]
-        print("training defaults it takes from the global ones: " + ", ".join(rest))
+        if fits_by_counting(spec.model_cls):
+            print("it learns by counting its training data once: no optimizer, learning rate or schedule applies")
+        else:
+            print("training defaults it takes from the global ones: " + ", ".join(rest))
         for corpus, (config, train) in spec.built_in.items():
             changes = [f"--set {k}={v}" for k, v in config.items()] + [f"--{k.replace('_', '-')} {v}" for k, v in train.items()]
             print(f"training on {corpus}: " + ", ".join(changes))

@@ -178,6 +178,8 @@ class GloVe(nn.Module):
     """Word vectors w, context vectors w~ and their biases, with AdaGrad's squared-gradient sums as
     buffers (saved with the weights, so a resumed run steps exactly as an unbroken one)."""
 
+    update_rule = "AdaGrad, gradients written out"  # the run's first line: the model steps itself, no optimizer
+
     def __init__(self, config: GloVeConfig):
         super().__init__()
         self.config = config
@@ -195,6 +197,11 @@ class GloVe(nn.Module):
         return self.word + self.context
 
     # -- the task's protocol: GloVe learns from the counts, not from the pairs of the stream
+
+    @staticmethod
+    def batch_shape(cfg) -> str:
+        """A batch as the run's first line shows it: entries of X, not the pairs of words of word2vec."""
+        return f"{cfg.batch_size:,} co-occurrence entries"
 
     def training_batches(self, ids: np.ndarray, counts: np.ndarray, boundary: np.ndarray, batch_size: int,
                          seed: int) -> tuple[EntryBatches, EntryBatches]:

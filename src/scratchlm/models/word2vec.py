@@ -90,6 +90,8 @@ class Word2Vec(nn.Module):
     """The two embedding matrices. `input` holds the word vectors; `output` the context vectors of the
     negative-sampling objective (word2vec's syn0 and syn1neg)."""
 
+    update_rule = "SGD, gradients written out"  # the run's first line: the task steps it, no optimizer
+
     def __init__(self, config: Word2VecConfig):
         super().__init__()
         self.config = config
