@@ -9,6 +9,15 @@ switch is one line or one function below, and each is a no-op on the CPU but for
 the intra-op threads are the cores this process may use that other work leaves free (`cpu_threads`),
 and OpenMP's idle threads spin only briefly before they sleep (GOMP_SPINCOUNT, set in
 scratchlm/__init__.py because it must come before torch is loaded).
+
+Why a brief spin. PyTorch's Linux CPU wheels run their thread pool on libgomp, whose idle threads spin
+300,000 turns (about 3 ms) after each parallel region. Alone that saves a wake-up per region; beside
+other work each spinning thread holds a core that a thread with work needs: the tiny GPT beside a
+second gpt kept 0.19x of its speed alone. Sleeping at once (OMP_WAIT_POLICY=PASSIVE) fixed that (0.55x)
+but cost 0.6x alone, a wake-up per matmul. 10,000 turns spans the gap between the parallel regions of
+one step, so alone the threads still catch the next one, and it frees the core within a fraction of a
+millisecond when work stops: the tiny GPT alone ran 1.07x its speed under libgomp's default, beside a
+gpt 0.59x of alone (bench/shared_machine.py).
 """
 
 from __future__ import annotations

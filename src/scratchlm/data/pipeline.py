@@ -36,11 +36,11 @@ class DataConfig:
             self.valid_fraction = 0.2 if self.path == HUMAN_NUMBERS else 0.1
 
 
-@dataclass
-class LMData:
+class OneCorpus:
+    """What the data of a task that reads one corpus with one tokenizer holds in common (language models,
+    word embeddings): the tokenizer, saved as tokenizer.json; the content hash; the corpus' summary."""
+
     tokenizer: Tokenizer
-    train_ids: np.ndarray
-    valid_ids: np.ndarray
     corpus: Corpus  # what was read: its content hash and encodings go into config.json
 
     @property
@@ -51,9 +51,19 @@ class LMData:
     def content_hash(self) -> str:
         return self.corpus.content_hash
 
+    def corpus_summary(self) -> dict:
+        return {"encodings": sorted({s.encoding for s in self.corpus.sources}), "documents": len(self.corpus.sources)}
+
+
+@dataclass
+class LMData(OneCorpus):
+    tokenizer: Tokenizer
+    train_ids: np.ndarray
+    valid_ids: np.ndarray
+    corpus: Corpus
+
     def summary(self) -> dict:
-        return {"encodings": sorted({s.encoding for s in self.corpus.sources}), "documents": len(self.corpus.sources),
-                "train_tokens": len(self.train_ids), "valid_tokens": len(self.valid_ids),
+        return {**self.corpus_summary(), "train_tokens": len(self.train_ids), "valid_tokens": len(self.valid_ids),
                 "vocab_size": self.tokenizer.vocab_size}
 
 

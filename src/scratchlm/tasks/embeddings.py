@@ -38,6 +38,7 @@ from torch import nn
 from scratchlm.checkpoint import BEST, TOKENIZER, RunDir, save_weights
 from scratchlm.data.cache import tokenize_corpus
 from scratchlm.data.human_numbers import NAME as HUMAN_NUMBERS
+from scratchlm.data.pipeline import OneCorpus
 from scratchlm.data.read import Corpus, open_corpus
 from scratchlm.data.tokenize import DOC, PAD, SPECIALS, Tokenizer, TokenizerSpec, WordTokenizer
 from scratchlm.distributed import World
@@ -97,24 +98,16 @@ def trainable_rows(tokenizer: Tokenizer) -> np.ndarray:
 
 
 @dataclass
-class EmbeddingData:
+class EmbeddingData(OneCorpus):
     tokenizer: Tokenizer
     ids: np.ndarray  # the whole stream of token ids (a memmap)
     counts: np.ndarray  # (V,) occurrences of each word; 0 for the specials and the newline token
     boundary: np.ndarray  # (V,) 1 for the ids that end a sentence: the newline token and <doc>
     corpus: Corpus
 
-    @property
-    def tokenizers(self) -> dict[str, Tokenizer]:
-        return {TOKENIZER: self.tokenizer}
-
-    @property
-    def content_hash(self) -> str:
-        return self.corpus.content_hash
-
     def summary(self) -> dict:
-        return {"encodings": sorted({s.encoding for s in self.corpus.sources}), "documents": len(self.corpus.sources),
-                "tokens": len(self.ids), "words": int(self.counts.sum()), "vocabulary": int((self.counts > 0).sum())}
+        return {**self.corpus_summary(), "tokens": len(self.ids), "words": int(self.counts.sum()),
+                "vocabulary": int((self.counts > 0).sum())}
 
 
 def load_embedding_data(cfg: CorpusConfig, cache_dir: Path | None, tokenizer: Tokenizer | None = None) -> EmbeddingData:
