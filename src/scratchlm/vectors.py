@@ -291,16 +291,21 @@ def check_count(n: int, option: str) -> None:
         raise UserError(f"{option} {n} must be between 1 and 100,000")
 
 
-def read_text_lines(path: str | Path, what: str) -> list[str]:
-    path = Path(path)
+def read_bytes(path: Path, what: str) -> bytes:
+    """The bytes of the `what` file at `path`; one clear line when it is missing, a folder, or unreadable."""
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise UserError(f"{path}: no such file ({what})") from None
     except IsADirectoryError:
         raise UserError(f"{path}: is a folder; give the {what} file") from None
     except OSError as e:
         raise UserError(f"{path}: cannot be read ({e.strerror})") from None
+
+
+def read_text_lines(path: str | Path, what: str) -> list[str]:
+    path = Path(path)
+    data = read_bytes(path, what)
     if b"\0" in data[:4096]:
         raise UserError(f"{path}: a binary file, not the {what} text file")
     try:
@@ -359,12 +364,7 @@ def read_word2vec(path: str | Path, binary: bool | None = None, unicode_errors: 
     if unicode_errors not in UNICODE_ERRORS:
         raise UserError(f"--unicode-errors {unicode_errors!r}: choose one of {', '.join(UNICODE_ERRORS)}")
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a folder; give a word2vec vectors file") from None
+    data = read_bytes(path, "word2vec vectors")
     if not data.strip():
         raise UserError(f"{path}: empty; a word2vec file starts with a `COUNT DIM` line")
     end = data.find(b"\n")
