@@ -8,6 +8,7 @@ import hashlib
 import importlib
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,16 @@ def test_a_time_bounded_run_is_evaluated_at_each_tenth(tmp_path: Path):
     run = scratchlm.train("human-numbers", "rnn", tmp_path / "run", time=3.0)
     assert 8 <= len(run.metrics) <= 11
     assert all(row["seconds"] <= 3.5 for row in run.metrics)  # evaluations do not count against the budget
+
+
+def test_a_slow_evaluation_waits_for_as_much_training(tmp_path: Path):
+    """Evaluations that take a second each, in a 2-second budget: not one at every tenth, but one after
+    each second of training at most (and the last), so the run spends at most about half its time evaluating."""
+    run = scratchlm.train("human-numbers", "rnn", tmp_path / "run", time=2.0,
+                          on_evaluation=lambda row: time.sleep(1.0))
+    seconds = [row["seconds"] for row in run.metrics]
+    assert 2 <= len(seconds) <= 4, seconds
+    assert all(later - earlier >= 0.95 for earlier, later in zip(seconds[:-2], seconds[1:-1], strict=True)), seconds
 
 
 def test_the_run_says_first_what_it_will_use(tmp_path: Path, capsys: pytest.CaptureFixture):

@@ -249,7 +249,7 @@ class Trainer:
         self.state = {"step": 0, "epoch": 0, "batch": 0, "carry": None, "elapsed": 0.0, "tokens": 0,
                       "best_loss": math.inf, "best_step": -1, "evals_since_best": 0, "history": [],
                       "running_loss": 0.0, "running_steps": 0, "finished": False, "nan_streak": 0, "skipped": 0,
-                      "tenths": 0}
+                      "tenths": 0, "evaluated_at": 0.0, "evaluation_seconds": 0.0}
         self.epoch_length = self.steps_per_epoch  # batches in the epoch under way (random_bptt recuts them)
 
     def restore(self, state: dict) -> None:
@@ -334,7 +334,10 @@ class Trainer:
                         began = time.perf_counter()
                         self.evaluate_and_checkpoint(bar)
                         start += time.perf_counter() - began  # the clock counts training, not evaluating
-                        _, stopping = self.world.agree(s["elapsed"], stop.requested)  # asked during evaluation
+                        # rank 0's duration, and whether a stop was asked during the evaluation
+                        s["evaluation_seconds"], stopping = self.world.agree(time.perf_counter() - began,
+                                                                             stop.requested)
+                        s["evaluated_at"] = s["elapsed"]
                     elif stopping:  # save where we are, without an evaluation the run did not ask for
                         self.save(is_best=False)
                     if s["finished"] or stopping or epoch_done:
@@ -360,14 +363,17 @@ class Trainer:
 
     def evaluation_due(self, epoch_done: bool) -> bool:
         """Every --eval-every steps; else at each epoch's end, or, in a run bounded by time (whose epochs
-        can be longer than the budget), at each tenth of it, so that its curve has points to draw."""
+        can be longer than the budget), at each tenth of it, so that its curve has points to draw. A
+        tenth waits until the run has trained, since the last evaluation, as long as that evaluation
+        took: a short budget on a large validation set spends at most half its wall time evaluating,
+        not ten evaluations for a few seconds of training."""
         s, cfg = self.state, self.cfg
         if cfg.eval_every is not None:
             return s["step"] % cfg.eval_every == 0
         if cfg.time is None:
             return epoch_done
         tenths = min(int(self.progress_of(s["elapsed"]) * EVALUATIONS), EVALUATIONS)
-        if tenths > s["tenths"]:
+        if tenths > s["tenths"] and s["elapsed"] - s["evaluated_at"] >= s["evaluation_seconds"]:
             s["tenths"] = tenths
             return True
         return False
