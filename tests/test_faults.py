@@ -33,7 +33,8 @@ from scratchlm.run import Run
 # Three epochs of human numbers (50 steps each at batch 64), an evaluation and checkpoint every 7 steps.
 # on the CPU even where there is a GPU: the child is forked, and CUDA cannot start again in a fork
 OPTIONS = {"model": "rnn", "epochs": 3, "batch_size": 64, "eval_every": 7, "device": "cpu"}
-TIME_FIELDS = {"seconds", "tokens_per_second", "elapsed"}  # wall-clock figures: never the same twice
+# wall-clock figures: never the same twice
+TIME_FIELDS = {"seconds", "tokens_per_second", "elapsed", "evaluated_at", "evaluation_seconds"}
 
 # Run in the child: SIGKILL itself at the KILL_AT-th call of os.fsync or os.replace (0: never).
 KILL_HOOK = """
