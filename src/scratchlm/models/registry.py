@@ -154,7 +154,10 @@ SPECS = [
               {"attention": "none", "bidirectional": False, "n_embed": 256, "n_hidden": 512}, TRANSLATION),
     ModelSpec("seq2seq-attn", "the same with attention: each target word looks back at every source word "
               "(Bahdanau et al. 2015; Luong et al. 2015)", "translation", Seq2SeqConfig, Seq2Seq,
-              {"attention": "bahdanau", "bidirectional": True, "n_embed": 256, "n_hidden": 256}, TRANSLATION),
+              # no dropout: five minutes on eng-fra gave 20.6 held-out BLEU (greedy) without it, 16.7 with 0.2;
+              # fifteen minutes is under three epochs (`--set dropout=0.2` for long runs)
+              {"attention": "bahdanau", "bidirectional": True, "n_embed": 256, "n_hidden": 256, "dropout": 0.0},
+              TRANSLATION),
     ModelSpec("transformer-mt", "encoder-decoder Transformer: self-attention on each side, cross-attention between, "
               "no recurrence (Vaswani et al. 2017)", "translation", TransformerMTConfig, TransformerMT,
               {"dropout": 0.0}, TRANSFORMER_MT),
