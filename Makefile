@@ -24,10 +24,10 @@ demo: $(STAMP)
 		"five thousand six hundred . nine . twelve"
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -n auto -m slow
 
 # The learner's path: opens docs/notebooks/ in Jupyter (its extra installs on first use)
 notebooks: $(STAMP)
