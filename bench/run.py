@@ -37,6 +37,7 @@ import ladder
 import memory
 import ngram
 import reliability
+import shakespeare
 import shared_machine
 import translation
 import wikitext
@@ -44,8 +45,8 @@ from common import BenchError, Section, log
 
 # Every benchmark, in the order they run and appear in RESULTS.md. A benchmark is a module with NAME,
 # TITLE, ABOUT and run(quick: bool) -> Section; adding one is adding it here (see bench/README.md).
-BENCHMARKS: list[ModuleType] = [human_numbers, ladder, wikitext, ngram, gpt, gpt_gpu, translation, classify, embeddings,
-                                embedding_methods, memory, reliability, shared_machine]
+BENCHMARKS: list[ModuleType] = [human_numbers, ladder, wikitext, ngram, gpt, gpt_gpu, shakespeare, translation, classify,
+                                embeddings, embedding_methods, memory, reliability, shared_machine]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 FORMAT = "scratchlm-bench/1"

@@ -1,0 +1,81 @@
+"""Every language-model rung on tiny-shakespeare at the character level, under one 140-second budget.
+
+One `scratchlm ladder --data input.txt --tokenizer char --time 140 --seed S` process per seed: each rung
+trains with its registry recipe for 140 seconds of training (evaluations not counted) on the same split
+(the last 10% of the file held out, read in one full pass), and the table gives the median (min-max)
+over three seeds of its validation loss, bits per character and tokens/s. 140 s is nanoGPT's 2000
+iterations of its shakespeare-char CPU recipe. The question it answers: for a given budget on this
+CPU, which rung writes best? The target: the gpt rung's median validation loss is no worse than the best
+recurrent rung's, in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from common import Section, log, run_child, scratchlm_command, spread
+
+NAME = "shakespeare"
+TITLE = "Every language-model rung on tiny-shakespeare (char), 140 s each"
+ABOUT = ("Runs `scratchlm ladder --data tinyshakespeare/input.txt --tokenizer char --time 140 --seed S` once per "
+         "seed (a fresh process each): every language-model rung with its registry recipe, 140 s of training, "
+         "evaluations not counted. Loss is the validation loss of the best checkpoint (the last 10% of the file, "
+         "one full pass); bpc its bits per character. Figures are median (min-max) over the seeds.")
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
+SEEDS = (0, 1, 2)
+BUDGET_S = 140
+QUICK_RUNGS = ("lstm", "gru", "awd-lstm", "gpt")  # --quick: the strongest rungs, one seed, a fifth of the budget
+NOT_RECURRENT = {"ngram", "mlp3", "gpt"}  # the rungs "the best recurrent rung" is not chosen from
+
+
+def run(quick: bool = False) -> Section:
+    if not DATA.exists():
+        return Section([], [f"skipped: {DATA} is not here"])
+    seeds, budget = (SEEDS[:1], BUDGET_S / 5) if quick else (SEEDS, BUDGET_S)
+    details = []
+    with tempfile.TemporaryDirectory(prefix="scratchlm-bench-shakespeare-") as tmp:
+        for seed in seeds:
+            details.extend(ladder_once(seed, budget, QUICK_RUNGS if quick else None, Path(tmp)))
+    return summarize(details, budget)
+
+
+def ladder_once(seed: int, budget: float, rungs: tuple[str, ...] | None, tmp: Path) -> list[dict]:
+    out = tmp / f"seed{seed}"
+    log(f"  {NAME}: seed {seed} ...")
+    models = ["--models", ",".join(rungs)] if rungs else []
+    run_child(scratchlm_command("ladder", "--data", str(DATA), "--tokenizer", "char", "--time", str(budget),
+                                "--seed", str(seed), *models, "--out", str(out), "--quiet"),
+              tmp / "logs" / out.name, env={"SCRATCHLM_CACHE": str(tmp / "cache")})
+    rows = json.loads((out / "ladder.json").read_text())
+    for row in rows:
+        row["seed"] = seed
+        log(f"    {row['rung']:13} loss {row['valid_loss']:.4f}  {row['seconds']:6.1f} s")
+    return rows
+
+
+def summarize(details: list[dict], budget: float) -> Section:
+    rungs = list(dict.fromkeys(d["rung"] for d in details))
+    by_rung = {r: [d for d in details if d["rung"] == r] for r in rungs}
+    rows = [{"rung": r, "idea": by_rung[r][0]["idea"], "parameters": by_rung[r][0]["parameters"],
+             "seeds": len(by_rung[r]),
+             **{key: spread([d[key] for d in by_rung[r]]) for key in
+                ("valid_loss", "bpc", "accuracy", "seconds", "tokens_per_second")}}
+            for r in rungs]
+    seeds = sorted({d["seed"] for d in details})
+    notes = [f"Seeds {', '.join(map(str, seeds))}; command: `scratchlm ladder --data {DATA.name} --tokenizer char "
+             f"--time {budget:g} --seed S`."]
+    ranked = sorted(rows, key=lambda r: r["valid_loss"]["median"])
+    notes.append("By median validation loss: " + ", ".join(f"{r['rung']} {r['valid_loss']['median']:.3f}"
+                                                           for r in ranked) + ".")
+    recurrent = [r for r in ranked if r["rung"] not in NOT_RECURRENT]
+    gpt = next((r for r in rows if r["rung"] == "gpt"), None)
+    if gpt and recurrent:
+        best = recurrent[0]
+        met = gpt["valid_loss"]["median"] <= best["valid_loss"]["median"]
+        reads = gpt["tokens_per_second"]["median"] / best["tokens_per_second"]["median"]
+        notes.append(f"gpt against the best recurrent rung ({best['rung']}): median validation loss "
+                     f"{gpt['valid_loss']['median']:.3f} against {best['valid_loss']['median']:.3f}, reading "
+                     f"{reads:.2f}x its characters per second: target (no worse) {'met' if met else 'not met'}.")
+    return Section(rows, notes, details)
