@@ -103,6 +103,16 @@ def spread(values: Sequence[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
+def rungs_over_seeds(details: list[dict], keys: Sequence[str]) -> tuple[dict[str, list[dict]], list[dict]]:
+    """Ladder rows of several seeds grouped by rung, and one row per rung with the spread of each of `keys`."""
+    by_rung: dict[str, list[dict]] = {}
+    for d in details:
+        by_rung.setdefault(d["rung"], []).append(d)
+    rows = [{"rung": r, "idea": runs[0]["idea"], "parameters": runs[0]["parameters"], "seeds": len(runs),
+             **{key: spread([d[key] for d in runs]) for key in keys}} for r, runs in by_rung.items()]
+    return by_rung, rows
+
+
 def log(message: str) -> None:
     """Progress for the person waiting: on stderr, so stdout stays clean."""
     print(message, file=sys.stderr, flush=True)

@@ -15,7 +15,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from common import Section, log, run_child, scratchlm_command, spread
+from common import Section, log, run_child, rungs_over_seeds, scratchlm_command, spread
 
 NAME = "ladder"
 TITLE = "The ladder on human numbers: every rung, same data"
@@ -64,13 +64,7 @@ def seconds_to(metrics_path: Path, accuracy: float) -> float | None:
 
 
 def summarize(details: list[dict]) -> Section:
-    rungs = list(dict.fromkeys(d["rung"] for d in details))
-    by_rung = {r: [d for d in details if d["rung"] == r] for r in rungs}
-    rows = [{"rung": r, "idea": by_rung[r][0]["idea"], "parameters": by_rung[r][0]["parameters"],
-             "seeds": len(by_rung[r]),
-             **{key: spread([d[key] for d in by_rung[r]]) for key in
-                ("accuracy", "best_accuracy", "perplexity", "seconds", "tokens_per_second")}}
-            for r in rungs]
+    by_rung, rows = rungs_over_seeds(details, ("accuracy", "best_accuracy", "perplexity", "seconds", "tokens_per_second"))
     seeds = sorted({d["seed"] for d in details})
     notes = [f"Seeds {', '.join(map(str, seeds))}; command: `scratchlm ladder --data human-numbers --seed S`."]
     if "awd-lstm" in by_rung:

@@ -15,7 +15,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from common import Section, log, run_child, scratchlm_command, spread
+from common import Section, log, run_child, rungs_over_seeds, scratchlm_command
 
 NAME = "shakespeare"
 TITLE = "Every language-model rung on tiny-shakespeare (char), 140 s each"
@@ -56,13 +56,7 @@ def ladder_once(seed: int, budget: float, rungs: tuple[str, ...] | None, tmp: Pa
 
 
 def summarize(details: list[dict], budget: float) -> Section:
-    rungs = list(dict.fromkeys(d["rung"] for d in details))
-    by_rung = {r: [d for d in details if d["rung"] == r] for r in rungs}
-    rows = [{"rung": r, "idea": by_rung[r][0]["idea"], "parameters": by_rung[r][0]["parameters"],
-             "seeds": len(by_rung[r]),
-             **{key: spread([d[key] for d in by_rung[r]]) for key in
-                ("valid_loss", "bpc", "accuracy", "seconds", "tokens_per_second")}}
-            for r in rungs]
+    _, rows = rungs_over_seeds(details, ("valid_loss", "bpc", "accuracy", "seconds", "tokens_per_second"))
     seeds = sorted({d["seed"] for d in details})
     notes = [f"Seeds {', '.join(map(str, seeds))}; command: `scratchlm ladder --data {DATA.name} --tokenizer char "
              f"--time {budget:g} --seed S`."]
