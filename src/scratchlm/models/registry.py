@@ -100,7 +100,7 @@ TRANSLATION = {"lr": 2e-3, "epochs": 10, "batch_size": 64, "grad_clip": 1.0, "wa
 # 80 pairs (~750 target tokens) a batch on eng-fra; the rate rises over the first tenth of the run (as the RNNs'),
 # then falls as 1/sqrt of the progress, to a third of the peak at the end. Chosen by 5-minute runs on 2 cores,
 # full held-out BLEU (greedy): 160 pairs at 1e-3 8.6, at 2e-3 7.8; 40 pairs at 2e-3 9.6; 80 pairs at 2e-3 16.4,
-# at 3e-3 11.8, and without dropout 25.2. Fifteen minutes is under two epochs, where dropout only slows
+# at 3e-3 11.8, and without dropout 25.2. Fifteen minutes is about two epochs (2.2), where dropout only slows
 # learning: the model is trained without it (`--set dropout=0.1`, the paper's, for runs of many epochs).
 TRANSFORMER_MT = {"lr": 2e-3, "epochs": 20, "batch_size": 80, "schedule": "invsqrt", "warmup": 0.1, "grad_clip": 1.0,
                   "weight_decay": 0.01}

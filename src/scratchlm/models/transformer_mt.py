@@ -21,7 +21,7 @@ x = LN(x + Sublayer(x)) (section 3.1), with no final LN. Attention is `models/at
 gpt uses (the fused kernel, or `attention="explicit"`, the equation; tested equal); padded source
 positions are masked out of every attention that reads the source. Dropout (0.1, section 5.4) on the
 embeddings, the attention weights and each sublayer's output; the registry's recipe sets it to 0, since a
-15-minute run on a CPU is under two epochs, where dropout only slows learning (models/registry.py).
+15-minute run on a CPU is about two epochs, where dropout only slows learning (models/registry.py).
 
 Embeddings. `tie_embeddings="all"` is one matrix for the source and target embeddings and the output
 layer (section 3.4; Press and Wolf 2017), which needs one vocabulary for both languages (the translation
