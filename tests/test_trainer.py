@@ -195,6 +195,29 @@ def test_stop_mid_epoch_then_resume_gives_the_same_run(tmp_path: Path, monkeypat
     assert valid_losses(tmp_path / "straight") == valid_losses(tmp_path / "stopped")
 
 
+def test_shuffled_windows_change_each_epoch_and_a_stop_in_the_second_resumes_exactly(tmp_path: Path,
+                                                                                     monkeypatch: pytest.MonkeyPatch):
+    """--shuffle draws each epoch's windows from (seed, epoch): a stop mid-way through the second epoch
+    resumes to the weights of a straight run, and a shuffled run is not the ordered one."""
+    options = {"model": "mlp3", "batch_size": 512, "epochs": 2, "shuffle": True}  # 26 steps an epoch
+    scratchlm.train("human-numbers", out=tmp_path / "straight", **options)
+    with monkeypatch.context() as m:
+        stop_at_step(m, 33)
+        with pytest.raises(Interrupted, match="step 33"):
+            scratchlm.train("human-numbers", out=tmp_path / "stopped", **options)
+    assert RunDir(tmp_path / "stopped").load_state()["epoch"] == 1
+    scratchlm.train(out=tmp_path / "stopped", resume=True)
+    assert_same_weights(tmp_path / "straight", tmp_path / "stopped")
+    assert valid_losses(tmp_path / "straight") == valid_losses(tmp_path / "stopped")
+    scratchlm.train("human-numbers", out=tmp_path / "ordered", **{**options, "shuffle": False})
+    assert valid_losses(tmp_path / "ordered") != valid_losses(tmp_path / "straight")
+
+
+def test_shuffle_is_refused_for_a_model_that_carries_its_state(tmp_path: Path):
+    with pytest.raises(UserError, match="--shuffle reorders the windows of a model without a carried state"):
+        scratchlm.train("human-numbers", "rnn", tmp_path / "run", epochs=1, shuffle=True)
+
+
 def test_eval_every_checkpoints_mid_epoch_and_resume_continues(tmp_path: Path):
     """A run stopped right after a mid-epoch evaluation resumes from that checkpoint to the same end."""
     options = {"model": "rnn-deep", "batch_size": 64, "epochs": 1, "eval_every": 20}

@@ -65,6 +65,7 @@ class TrainConfig:
     batch_size: int = 64  # rows of the stream per batch
     bptt: int = 16  # tokens per row per batch: the back-propagation window
     random_bptt: bool = False  # vary the window around bptt each batch (AWD-LSTM); stateful models only
+    shuffle: bool = False  # windows in a new random order each epoch, from a random offset; windowed models only
     grad_clip: float | None = None  # clip the gradient norm to this; None: no clipping
     patience: int | None = None  # stop after this many evaluations without a better score (see best_by)
     best_by: str | None = None  # the metric the best checkpoint and patience follow; None: the task's (Task.best_metrics)

@@ -197,3 +197,30 @@ def test_random_bptt_windows_tile_each_row_and_repeat_per_epoch(n, batch_size, b
     assert (lengths[:-1] >= 5).all() and (lengths <= bptt + 20).all() and (lengths > 0).all()
     seen = np.concatenate([cut.batch(k)[0] for k in range(len(cut))], axis=1)  # (B, L): every position once
     assert np.array_equal(seen, ids[: batch_size * stream.row_length].reshape(batch_size, -1))
+
+
+@given(n=st.integers(50, 3000), batch_size=st.integers(1, 6), bptt=st.integers(1, 40), epoch=st.integers(0, 5))
+@settings(max_examples=60, deadline=None)
+def test_shuffled_windows_are_whole_disjoint_windows_drawn_per_epoch(n, batch_size, bptt, epoch):
+    ids = np.arange(n, dtype=np.int64)
+    try:
+        windows = WindowBatches(ids, batch_size, bptt)
+        shuffled = windows.for_epoch(epoch, seed=3)
+    except UserError:
+        return
+    again = windows.for_epoch(epoch, seed=3)
+    assert (again.offset, again.order) == (shuffled.offset, shuffled.order)  # a resumed run reads the epoch alike
+    assert 0 <= shuffled.offset < bptt and shuffled.windows == (n - bptt) // bptt
+    x = torch.cat([shuffled.batch(k)[0] for k in range(len(shuffled))])  # (windows read, T)
+    y = torch.cat([shuffled.batch(k)[1] for k in range(len(shuffled))])
+    assert torch.equal(y, x + 1) and torch.equal(x[:, 1:], x[:, :-1] + 1)  # whole windows, targets one ahead
+    assert ((x[:, 0] - shuffled.offset) % bptt == 0).all() and int(y.max()) < n  # on the grid, inside the stream
+    assert len(set(x[:, 0].tolist())) == len(x) == len(shuffled) * batch_size  # each window at most once
+
+
+def test_shuffled_epochs_differ_and_shards_still_cover_the_batch():
+    windows = WindowBatches(np.arange(10_000, dtype=np.int64), 8, 16)
+    first, second = windows.for_epoch(0, seed=0), windows.for_epoch(1, seed=0)
+    assert first.order != second.order and first.order != tuple(sorted(first.order))
+    halves = [first.shard(rank, 2).batch(5)[0] for rank in range(2)]
+    assert torch.equal(torch.cat(halves), first.batch(5)[0])

@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from functools import cache
 from importlib import import_module
+from typing import Any
 
 from scratchlm.errors import Interrupted, UserError
 from scratchlm.tasks import TASK_NAMES
@@ -94,6 +95,8 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--bptt", type=int, help="tokens per row per batch (else 16)")
     g.add_argument("--random-bptt", action="store_true", default=None,
                    help="vary the window around --bptt each batch (AWD-LSTM; stateful models)")
+    g.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=None,
+                   help="read the windows in a new random order each epoch (models without a carried state)")
     g.add_argument("--grad-clip", type=float, help="clip the gradient norm to this (else none)")
     g.add_argument("--patience", type=int, help="stop after this many evaluations without improvement")
     g.add_argument("--best-by", metavar="METRIC",
@@ -110,8 +113,8 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
 
 
 TRAIN_OPTIONS = ("epochs", "time", "lr", "schedule", "warmup", "weight_decay", "optimizer", "batch_size", "bptt",
-                 "random_bptt", "grad_clip", "patience", "best_by", "eval_every", "seed", "device", "precision", "compile",
-                 "on_nan")
+                 "random_bptt", "shuffle", "grad_clip", "patience", "best_by", "eval_every", "seed", "device", "precision",
+                 "compile", "on_nan")
 
 
 def train_options(args: argparse.Namespace) -> dict:
@@ -223,6 +226,14 @@ def cmd_ladder(args: argparse.Namespace) -> int:
     return 0
 
 
+
+def as_option(name: str, value: Any) -> str:
+    """A training default as the option that sets it: --lr 0.006, --shuffle, --no-shuffle."""
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, bool):
+        return flag if value else "--no-" + flag[2:]
+    return f"{flag} {value}"
+
 def cmd_models(args: argparse.Namespace) -> int:
     from scratchlm.api import recipe
     from scratchlm.models.base import fits_by_counting
@@ -235,9 +246,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(table(["setting (--set KEY=VALUE)", "default", "meaning"],
                     [[name, repr(value) if isinstance(value, str) else value, meaning]
                      for name, value, meaning in settings_of(spec)]))
-        print("\ntraining defaults: " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in spec.train.items()))
+        print("\ntraining defaults: " + ", ".join(as_option(k, v) for k, v in spec.train.items()))
         whole = recipe(spec, {})
-        rest = [f"--{name.replace('_', '-')} {getattr(whole, name)}" for name in TRAIN_OPTIONS
+        rest = [as_option(name, getattr(whole, name)) for name in TRAIN_OPTIONS
                 if name not in spec.train and name not in ("device", "precision", "compile", "seed")
                 and getattr(whole, name) not in (None, False)]
         if fits_by_counting(spec.model_cls):
@@ -245,7 +256,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         else:
             print("training defaults it takes from the global ones: " + ", ".join(rest))
         for corpus, (config, train) in spec.built_in.items():
-            changes = [f"--set {k}={v}" for k, v in config.items()] + [f"--{k.replace('_', '-')} {v}" for k, v in train.items()]
+            changes = [f"--set {k}={v}" for k, v in config.items()] + [as_option(k, v) for k, v in train.items()]
             print(f"training on {corpus}: " + ", ".join(changes))
         return 0
     rows, notes = [], {}

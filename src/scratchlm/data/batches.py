@@ -15,7 +15,10 @@ window starts at a multiple of bptt, as the book's `group_chunks` over 3-token w
 Models without a carried state read `WindowBatches` instead: the same non-overlapping windows
 (3 tokens in, the 4th out for the first rungs), B consecutive windows per batch, in order, as the
 book's plain DataLoader. On human numbers this order matters: training ends on the numbers nearest
-the validation split, which is worth about 0.14 accuracy to mlp3 over interleaved rows.
+the validation split, which is worth about 0.14 accuracy to mlp3 over interleaved rows. Elsewhere a
+batch of B consecutive windows is one passage of the text read B times over; `--shuffle`
+(`WindowBatches.for_epoch`) draws each epoch's windows in a random order from a random offset, as
+nanoGPT's random windows and a shuffled DataLoader do, so a batch holds B unrelated passages.
 """
 
 from __future__ import annotations
@@ -109,6 +112,8 @@ class WindowBatches:
     bptt: int  # T: tokens per window
     drop_last: bool = True  # drop a last batch with fewer than B windows
     rows: tuple[int, int] | None = None  # (first, stop): the windows of each batch this process reads; None: all
+    offset: int = 0  # where the first window starts in the stream (for_epoch draws it)
+    order: tuple[int, ...] | None = None  # the windows in reading order (for_epoch); None: 0, 1, 2, ...
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.bptt < 1:
@@ -119,7 +124,16 @@ class WindowBatches:
 
     @property
     def windows(self) -> int:
-        return (len(self.ids) - 1) // self.bptt
+        return len(self.order) if self.order is not None else (len(self.ids) - 1 - self.offset) // self.bptt
+
+    def for_epoch(self, epoch: int, seed: int) -> WindowBatches:
+        """This epoch's windows shuffled (--shuffle): from an offset in [0, T), then in a random order,
+        both drawn from (seed, epoch), so a resumed run reads the epoch alike. Every epoch has the same
+        (len - T) // T windows, the most that any offset leaves room for: at most one fewer than in order."""
+        rng = np.random.default_rng([seed, epoch])
+        offset = int(rng.integers(self.bptt))
+        order = rng.permutation((len(self.ids) - self.bptt) // self.bptt)
+        return replace(self, offset=offset, order=tuple(order.tolist()))
 
     def __len__(self) -> int:
         full, rest = divmod(self.windows, self.batch_size)
@@ -130,7 +144,12 @@ class WindowBatches:
         first, last = k * self.batch_size, min((k + 1) * self.batch_size, self.windows)
         if self.rows:
             first, last = min(first + self.rows[0], last), min(first + self.rows[1], last)
-        block = np.asarray(self.ids[first * self.bptt: last * self.bptt + 1]).astype(np.int64)
+        if self.order is not None:  # shuffled: each window read on its own, T+1 tokens from its start
+            starts = self.offset + self.bptt * np.asarray(self.order[first:last], dtype=np.int64)
+            block = np.asarray(self.ids[starts[:, None] + np.arange(self.bptt + 1)]).astype(np.int64)  # (B', T+1)
+            return torch.from_numpy(block[:, :-1]), torch.from_numpy(block[:, 1:])
+        begin = self.offset + first * self.bptt
+        block = np.asarray(self.ids[begin: begin + (last - first) * self.bptt + 1]).astype(np.int64)
         x = torch.from_numpy(block[:-1]).view(last - first, self.bptt)
         y = torch.from_numpy(block[1:]).view(last - first, self.bptt)
         return x, y

@@ -33,7 +33,7 @@ The batches protocol, which `LMStream` and `WindowBatches` follow and every task
     batches.batches()    batch 0, 1, ... in order (evaluation)
     batches.for_epoch(epoch, seed)
                          (optional) the epoch's batches when they change from epoch to epoch, drawn
-                         from (seed, epoch) alone: random-length BPTT, shuffled pairs
+                         from (seed, epoch) alone: random-length BPTT, shuffled windows or pairs
 """
 
 from __future__ import annotations

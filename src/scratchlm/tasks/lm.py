@@ -71,13 +71,14 @@ class LMRun(WordVectorVerbs, Run):
     def export(self, out: str | Path, format: str = "text") -> list[str]:
         """`hf`: the model as a Hugging Face folder (config.json, model.safetensors; for a BPE run also
         tokenizer.json in the `tokenizers` format) that `transformers` loads with equal logits, for a model
-        with such a counterpart (`to_hf`: gpt as GPT2LMHeadModel). Else the word vectors' formats."""
+        with such a counterpart (`to_hf`: gpt as GPT2LMHeadModel, or as GPTNeoXForCausalLM with rotary
+        positions). Else the word vectors' formats."""
         if format != "hf":
             return super().export(out, format)
         to_hf = getattr(self.model, "to_hf", None)
         if to_hf is None:
             raise UserError(f"{self.path}: {self.spec.name} has no Hugging Face counterpart; "
-                            "--format hf exports gpt runs (as GPT2LMHeadModel)")
+                            "--format hf exports gpt runs (as GPT-2, or GPT-NeoX with rotary positions)")
         from safetensors.torch import save_file
 
         from scratchlm.files import atomic_write, atomic_write_json, replacing
@@ -85,8 +86,8 @@ class LMRun(WordVectorVerbs, Run):
         folder = Path(out)
         if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
             raise UserError(f"{folder} exists and is not an empty folder; choose another --out")
+        config, weights = to_hf()  # before the folder is made: a model it cannot write leaves nothing behind
         folder.mkdir(parents=True, exist_ok=True)
-        config, weights = to_hf()
         with replacing(folder / "model.safetensors") as tmp:
             save_file(weights, str(tmp), metadata={"format": "pt"})
         atomic_write_json(folder / "config.json", config)
@@ -252,6 +253,9 @@ class LanguageModelling(Task):
         if cfg.random_bptt and not model.carries_state:
             raise UserError(f"--random-bptt varies the window of a stateful model; {type(model).__name__} "
                             "does not carry its state")
+        if cfg.shuffle and model.carries_state:
+            raise UserError(f"--shuffle reorders the windows of a model without a carried state; "
+                            f"{type(model).__name__} carries its state from one batch's rows to the next")
         if model.window is not None and cfg.bptt != model.window:
             raise UserError(f"the model reads exactly {model.window} tokens; drop --bptt or set it to {model.window}")
         train = lm_batches(data.train_ids, cfg.batch_size, cfg.bptt, model.carries_state)
@@ -290,8 +294,9 @@ class LanguageModelling(Task):
         return len(batches.ids)
 
     def epoch_batches(self, batches, epoch: int, cfg: TrainConfig):
-        """The same windows every epoch, or freshly cut random-length ones with --random-bptt."""
-        return batches.for_epoch(epoch, cfg.seed) if cfg.random_bptt else batches
+        """The same windows every epoch, or drawn anew: random-length ones with --random-bptt (stateful
+        models), shuffled ones with --shuffle (the others)."""
+        return batches.for_epoch(epoch, cfg.seed) if cfg.random_bptt or cfg.shuffle else batches
 
     def lr_scale(self, batch: Batch, cfg: TrainConfig) -> float:
         """A shorter random window gets a proportionally smaller step (Merity et al. 2017, 4.1)."""
