@@ -18,7 +18,7 @@ import torch
 from scratchlm.data.tokenize import DOC
 from scratchlm.errors import UserError
 from scratchlm.generate import context_start, generate_ids, token_logprobs
-from scratchlm.models.attention import causal_mask
+from scratchlm.models.attention import causal_mask, rotary_tables, rotate
 from scratchlm.models.gpt import GPT, PRESETS, GPTConfig, KVCache
 from scratchlm.models.registry import get_spec, parse_settings
 from scratchlm.run import Run
@@ -57,6 +57,8 @@ def test_gpt2_preset_is_124m_parameters():
     ({"dropout": 1.0}, "dropout"),
     ({"n_layer": 0}, "at least 1"),
     ({"attention": "sparse"}, "unknown attention"),
+    ({"positions": "alibi"}, "unknown positions"),
+    ({"positions": "rotary", "n_embd": 12, "n_head": 4}, "head size n_embd / n_head = 3 must be even"),
 ])
 def test_bad_settings_are_refused(settings: dict, match: str):
     with pytest.raises(UserError, match=match):
@@ -121,11 +123,34 @@ def test_reads_up_to_its_context_and_no_further():
 # ---------------------------------------------------------------- the KV cache
 
 
+def test_rotary_queries_and_keys_meet_by_their_distance_alone():
+    """RoFormer's property: the score of a query at m and a key at n depends on m - n only, and the
+    turn keeps each vector's length."""
+    cos, sin = rotary_tables(40, 8)
+    q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
+
+    def score(m: int, n: int) -> torch.Tensor:
+        return (rotate(q, cos[m:m + 1], sin[m:m + 1]) * rotate(k, cos[n:n + 1], sin[n:n + 1])).sum()
+
+    torch.testing.assert_close(score(7, 3), score(30, 26))
+    torch.testing.assert_close(score(5, 5), (q * k).sum())  # no distance: no turn between them
+    assert not torch.allclose(score(7, 3), score(7, 4))
+    torch.testing.assert_close(rotate(q, cos[9:10], sin[9:10]).norm(), q.norm())
+
+
+def test_a_rotary_gpt_has_no_position_table_and_saves_no_angles():
+    model = small(positions="rotary")
+    assert model.wpe is None and "rotary_cos" not in model.state_dict()  # computed, never saved
+    assert model.rotary_cos.shape == (16, 4)  # block_size x half of the head size 32 / 4
+    assert model.to_hf()[0]["model_type"] == "gpt_neox"  # Hugging Face's GPT with rotary positions
+
+
+@pytest.mark.parametrize("positions", ["learned", "rotary"])
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("attention", ["fused", "explicit"])
-def test_cached_steps_give_the_logits_of_one_full_pass(attention: str, bias: bool):
+def test_cached_steps_give_the_logits_of_one_full_pass(attention: str, bias: bool, positions: str):
     """The cached steps take GPT.read_cached (functional ops on the same tensors), the full pass the modules."""
-    model = small(attention=attention, bias=bias)
+    model = small(attention=attention, bias=bias, positions=positions)
     if bias:  # trained biases and norms, not their zeros and ones: each must be read where it belongs
         with torch.no_grad():
             for name, p in model.named_parameters():
@@ -195,9 +220,10 @@ def test_generation_reads_the_argmax_of_its_context():
         start = context_start(start, len(ids), model.window)
 
 
+@pytest.mark.parametrize("positions", ["learned", "rotary"])
 @pytest.mark.parametrize("attention", ["fused", "explicit"])
-def test_long_generation_past_the_context_is_the_same_with_and_without_the_cache(attention: str):
-    model = small(attention=attention)
+def test_long_generation_past_the_context_is_the_same_with_and_without_the_cache(attention: str, positions: str):
+    model = small(attention=attention, positions=positions)
     prompt = [DOC] + [i % VOCAB for i in range(20)]  # longer than the context: cropped, then 10 jumps
     sample = lambda **kw: list(generate_ids(model, prompt, 200, model.window, temperature=0.9, top_p=0.95,
                                             penalty=1.1, seed=5, **kw))

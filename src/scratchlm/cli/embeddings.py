@@ -83,7 +83,7 @@ def add_verbs(verb: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--seed", type=int, default=0, help="t-SNE's seed (default 0)")
 
     p = verb("export", cmd_export, "write the word vectors as word2vec text or binary, or TSV for a projector; "
-             "or a gpt run as a Hugging Face GPT-2 folder (--format hf)")
+             "or a gpt run as a Hugging Face GPT-2 or GPT-NeoX folder (--format hf)")
     p.add_argument("run", help="a run with word vectors, or a gpt run for --format hf")
     p.add_argument("--out", required=True, help="the file to write (tsv: also OUT-metadata.tsv, the words; hf: a folder)")
     p.add_argument("--format", default="text", help="text (default), binary, tsv, or hf")

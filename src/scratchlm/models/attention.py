@@ -39,6 +39,28 @@ def merge_heads(y: torch.Tensor) -> torch.Tensor:
     return y.transpose(1, 2).contiguous().view(B, T, nh * hs)
 
 
+def rotary_tables(length: int, head_size: int, base: float = 10_000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin (length, head_size / 2) of the rotary position embedding (Su et al. 2021, "RoFormer",
+    eq. 34): the i-th pair of a head's dimensions at position m turns by the angle m * base^(-2i / d)."""
+    if head_size % 2:
+        raise ValueError(f"rotary positions turn pairs of dimensions; the head size {head_size} is odd")
+    frequencies = base ** (-torch.arange(0, head_size, 2, dtype=torch.float64) / head_size)  # (hs/2,)
+    angles = torch.outer(torch.arange(length, dtype=torch.float64), frequencies)  # (length, hs/2)
+    return angles.cos().float(), angles.sin().float()
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x (B, nh, T, hs) with each position's pairs of dimensions (x_i, x_{i + hs/2}) turned by its angles
+    (cos, sin (T, hs/2), rows of `rotary_tables`): the 2-D rotations of RoFormer's eq. (34), pairing the
+    halves of a head (as GPT-NeoX and Llama) rather than neighbours, the same up to an order of the
+    dimensions. Queries and keys turned so give q_m . k_n = f(q, k, m - n): attention sees only how far
+    apart two tokens are."""
+    half = x.size(-1) // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
               causal: bool = False, dropout: float = 0.0, explicit: bool = False,
               need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:

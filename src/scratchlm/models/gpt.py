@@ -11,6 +11,11 @@ of a learned token and a learned position embedding, read by n_layer blocks in G
     x      = x + MLP(LN_2(x))                            MLP(x) = W_2 gelu(W_1 x), 4C wide
     logits = LN_f(x_L) E^T                               the head tied to the embedding (Press and Wolf 2017)
 
+With `positions="rotary"` (Su et al. 2021, "RoFormer") there is no table P: x_0 = E[idx], and every
+attention turns its queries and keys by angles proportional to their positions (`attention.rotate`), so
+that a query meets a key by how far apart they are, not where they are. On tiny-shakespeare it is the
+recipe's choice (bench/shakespeare.py); `to_hf` writes such a model as a GPT-NeoX.
+
 Attention is Vaswani et al.'s eq. (1), per head, with a causal mask M so that position t reads
 positions <= t only:
 
@@ -43,7 +48,7 @@ from torch import nn
 
 from scratchlm.data.tokenize import DOC, EOS, PAD
 from scratchlm.errors import UserError
-from scratchlm.models.attention import attention, merge_heads, split_heads
+from scratchlm.models.attention import attention, merge_heads, rotary_tables, rotate, split_heads
 from scratchlm.models.base import LanguageModel, lm_loss
 
 # Named sizes: a preset fills the fields of GPTConfig that are left None.
@@ -56,6 +61,8 @@ PRESETS: dict[str, dict] = {
     "gpt2": {"block_size": 1024, "n_layer": 12, "n_head": 12, "n_embd": 768, "dropout": 0.0, "bias": True},
 }
 ATTENTION = ("fused", "explicit")
+POSITIONS = ("learned", "rotary")
+ROTARY_BASE = 10_000.0  # RoFormer's: the slowest pair of a head turns by position * base^(-(d-2)/d)
 
 
 @dataclass
@@ -69,6 +76,7 @@ class GPTConfig:
     dropout: float | None = None  # on the embeddings, the attention weights and each branch's output
     bias: bool | None = None  # biases in the linear and LayerNorm layers (GPT-2 has them; as good without)
     attention: Literal["fused", "explicit"] = "fused"  # F.scaled_dot_product_attention, or the equation
+    positions: Literal["learned", "rotary"] = "learned"  # GPT-2's learned table P, or queries and keys turned (RoPE)
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -84,6 +92,11 @@ class GPTConfig:
             raise UserError(f"dropout {self.dropout} must be in [0, 1)")
         if self.attention not in ATTENTION:
             raise UserError(f"unknown attention {self.attention!r}; choose one of {', '.join(ATTENTION)}")
+        if self.positions not in POSITIONS:
+            raise UserError(f"unknown positions {self.positions!r}; choose one of {', '.join(POSITIONS)}")
+        if self.positions == "rotary" and (self.n_embd // self.n_head) % 2:
+            raise UserError(f"rotary positions turn pairs of dimensions: the head size n_embd / n_head = "
+                            f"{self.n_embd // self.n_head} must be even")
 
 
 class KVCache:
@@ -142,10 +155,13 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)  # writes into the residual stream
         self.resid_dropout = dropout_layer(config.dropout)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None,
+                turn: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)  # (B, T, C) each
         q, k, v = (split_heads(t, self.n_head) for t in (q, k, v))  # (B, nh, T, hs) each
+        if turn is not None:  # rotary positions: the cos and sin of these T positions' angles
+            q, k = rotate(q, *turn), rotate(k, *turn)
         if cache is not None:
             k, v = cache.set(self.layer, k, v)  # (B, nh, S, hs): the tokens read before, then these T
         y, _ = attention(q, k, v, causal=True, dropout=self.dropout if self.training else 0.0,
@@ -179,8 +195,9 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), cache)
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None,
+                turn: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache, turn)
         return x + self.mlp(self.ln_2(x))  # (B, T, C)
 
 
@@ -192,7 +209,11 @@ class GPT(LanguageModel):
         self.config = c = config
         self.window = c.block_size  # reads up to this many tokens and predicts after each
         self.wte = nn.Embedding(c.vocab_size, c.n_embd)  # token embedding E
-        self.wpe = nn.Embedding(c.block_size, c.n_embd)  # position embedding P, learned
+        self.wpe = nn.Embedding(c.block_size, c.n_embd) if c.positions == "learned" else None  # positions P, learned
+        if c.positions == "rotary":  # the angles of every position, computed once (not weights: not saved)
+            cos, sin = rotary_tables(c.block_size, c.n_embd // c.n_head, ROTARY_BASE)
+            self.register_buffer("rotary_cos", cos, persistent=False)  # (block_size, hs/2)
+            self.register_buffer("rotary_sin", sin, persistent=False)
         self.drop = dropout_layer(c.dropout)
         self.h = nn.ModuleList(Block(c, layer) for layer in range(c.n_layer))
         self.ln_f = nn.LayerNorm(c.n_embd, bias=c.bias)
@@ -227,7 +248,13 @@ class GPT(LanguageModel):
         blocks = tuple((b.ln_1.weight, b.ln_1.bias, b.attn.c_attn.weight, b.attn.c_attn.bias, b.attn.c_proj.weight,
                         b.attn.c_proj.bias, b.ln_2.weight, b.ln_2.bias, b.mlp.c_fc.weight, b.mlp.c_fc.bias,
                         b.mlp.c_proj.weight, b.mlp.c_proj.bias) for b in self.h)
-        return self.wte.weight, self.wpe.weight, blocks, self.ln_f.weight, self.ln_f.bias
+        return self.wte.weight, None if self.wpe is None else self.wpe.weight, blocks, self.ln_f.weight, self.ln_f.bias
+
+    def turn(self, start: int, T: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The rotary cos and sin of positions start .. start+T-1, or None with learned positions."""
+        if self.wpe is not None:
+            return None
+        return self.rotary_cos[start:start + T], self.rotary_sin[start:start + T]
 
     def read_cached(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """`forward` in evaluation with a cache, the same equations written with the functional ops on the
@@ -238,10 +265,15 @@ class GPT(LanguageModel):
         c = self.config
         T, start, shape = idx.size(1), cache.length, (c.n_embd,)
         wte, wpe, blocks, ln_f_weight, ln_f_bias = cache.weights or self.reading_order()
-        x = F.embedding(idx, wte) + wpe[start:start + T]  # (B, T, C)
+        x = F.embedding(idx, wte)  # (B, T, C)
+        if wpe is not None:
+            x = x + wpe[start:start + T]
+        turn = self.turn(start, T)
         for layer, (ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_w, ln2_b, fc_w, fc_b, out_w, out_b) in enumerate(blocks):
             q, k, v = F.linear(F.layer_norm(x, shape, ln1_w, ln1_b, self.ln_f.eps), qkv_w, qkv_b).split(c.n_embd, dim=2)
             q, k, v = (split_heads(t, c.n_head) for t in (q, k, v))  # (B, nh, T, hs) each
+            if turn is not None:
+                q, k = rotate(q, *turn), rotate(k, *turn)
             k, v = cache.set(layer, k, v)  # (B, nh, S, hs)
             y, _ = attention(q, k, v, causal=True, explicit=c.attention == "explicit")
             x = x + F.linear(merge_heads(y), proj_w, proj_b)
@@ -257,30 +289,32 @@ class GPT(LanguageModel):
             raise ValueError(f"gpt reads at most {self.window} tokens (block_size); got {start + T}")
         if state is not None and not self.training and targets is None:  # generating: the lean path, same sums
             return self.read_cached(idx, state), None, state
-        pos = torch.arange(start, start + T, device=idx.device)  # (T,)
-        x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
+        x = self.wte(idx)  # (B, T, C)
+        if self.wpe is not None:
+            x = x + self.wpe(torch.arange(start, start + T, device=idx.device))
+        x, turn = self.drop(x), self.turn(start, T)
         for block in self.h:
-            x = block(x, state)  # (B, T, C)
+            x = block(x, state, turn)  # (B, T, C)
         if state is not None:
             state.advance(T)
         logits = self.lm_head(self.ln_f(x))  # (B, T, V)
         return logits, None if targets is None else lm_loss(logits, targets), state
 
     def to_hf(self) -> tuple[dict, dict[str, torch.Tensor]]:
-        """This model as Hugging Face's GPT2LMHeadModel: its config.json and its weights, by name.
+        """This model as a Hugging Face causal LM: its config.json and its weights, by name. Learned
+        positions make it a GPT2LMHeadModel; rotary ones a GPTNeoXForCausalLM, the same blocks with
+        rotary positions (its `rotate_half` pairs the halves of a head, as `attention.rotate`).
 
-        The architectures are the same (learned positions, pre-norm blocks, a 4x MLP, a tied head), so
-        the mapping is names and one transpose: GPT-2 keeps its linear layers as `Conv1D`, weights
-        stored (in, out). Where this model has no biases (bias=False), GPT-2's are zeros; GPT-2's GELU
-        is set to the exact one used here ("gelu", not its default tanh approximation "gelu_new").
-        The head is tied, so only the embedding is written (tie_word_embeddings).
+        GPT-2: the architectures are the same (learned positions, pre-norm blocks, a 4x MLP, a tied head),
+        so the mapping is names and one transpose: GPT-2 keeps its linear layers as `Conv1D`, weights
+        stored (in, out). GPT-NeoX: blocks in sequence (use_parallel_residual false), and its q, k, v
+        weights grouped by head ([q k v] of head 0, then head 1, ...) where this model keeps all heads' q,
+        then k, then v. Both: where this model has no biases (bias=False), theirs are zeros; the GELU is
+        the exact one used here ("gelu", not GPT-2's default tanh approximation "gelu_new"); the head is
+        tied, so only the embedding is written (tie_word_embeddings).
         """
         c = self.config
-        config = {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": c.vocab_size,
-                  "n_positions": c.block_size, "n_embd": c.n_embd, "n_layer": c.n_layer, "n_head": c.n_head,
-                  "n_inner": 4 * c.n_embd, "activation_function": "gelu", "resid_pdrop": c.dropout,
-                  "embd_pdrop": c.dropout, "attn_pdrop": c.dropout, "layer_norm_epsilon": self.ln_f.eps,
-                  "initializer_range": 0.02, "scale_attn_weights": True, "tie_word_embeddings": True,
+        common = {"vocab_size": c.vocab_size, "initializer_range": 0.02, "tie_word_embeddings": True,
                   "use_cache": True, "bos_token_id": DOC, "eos_token_id": EOS, "pad_token_id": PAD}
 
         def zeros(n: int) -> torch.Tensor:
@@ -289,15 +323,44 @@ class GPT(LanguageModel):
         def norm(prefix: str, ln: nn.LayerNorm) -> dict[str, torch.Tensor]:
             return {f"{prefix}.weight": ln.weight, f"{prefix}.bias": zeros(c.n_embd) if ln.bias is None else ln.bias}
 
-        def conv1d(prefix: str, linear: nn.Linear) -> dict[str, torch.Tensor]:
-            bias = zeros(linear.out_features) if linear.bias is None else linear.bias
-            return {f"{prefix}.weight": linear.weight.t(), f"{prefix}.bias": bias}
+        def linear(prefix: str, layer: nn.Linear, transpose: bool = False) -> dict[str, torch.Tensor]:
+            bias = zeros(layer.out_features) if layer.bias is None else layer.bias
+            return {f"{prefix}.weight": layer.weight.t() if transpose else layer.weight, f"{prefix}.bias": bias}
 
-        weights = {"transformer.wte.weight": self.wte.weight, "transformer.wpe.weight": self.wpe.weight,
-                   **norm("transformer.ln_f", self.ln_f)}
-        for i, block in enumerate(self.h):
-            p = f"transformer.h.{i}"
-            weights |= {**norm(f"{p}.ln_1", block.ln_1), **norm(f"{p}.ln_2", block.ln_2),
-                        **conv1d(f"{p}.attn.c_attn", block.attn.c_attn), **conv1d(f"{p}.attn.c_proj", block.attn.c_proj),
-                        **conv1d(f"{p}.mlp.c_fc", block.mlp.c_fc), **conv1d(f"{p}.mlp.c_proj", block.mlp.c_proj)}
+        if self.wpe is not None:
+            config = {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "n_positions": c.block_size,
+                      "n_embd": c.n_embd, "n_layer": c.n_layer, "n_head": c.n_head, "n_inner": 4 * c.n_embd,
+                      "activation_function": "gelu", "resid_pdrop": c.dropout, "embd_pdrop": c.dropout,
+                      "attn_pdrop": c.dropout, "layer_norm_epsilon": self.ln_f.eps, "scale_attn_weights": True,
+                      **common}
+            weights = {"transformer.wte.weight": self.wte.weight, "transformer.wpe.weight": self.wpe.weight,
+                       **norm("transformer.ln_f", self.ln_f)}
+            for i, block in enumerate(self.h):
+                p = f"transformer.h.{i}"
+                weights |= {**norm(f"{p}.ln_1", block.ln_1), **norm(f"{p}.ln_2", block.ln_2),
+                            **linear(f"{p}.attn.c_attn", block.attn.c_attn, True),
+                            **linear(f"{p}.attn.c_proj", block.attn.c_proj, True),
+                            **linear(f"{p}.mlp.c_fc", block.mlp.c_fc, True),
+                            **linear(f"{p}.mlp.c_proj", block.mlp.c_proj, True)}
+        else:
+            config = {"architectures": ["GPTNeoXForCausalLM"], "model_type": "gpt_neox", "hidden_size": c.n_embd,
+                      "num_hidden_layers": c.n_layer, "num_attention_heads": c.n_head,
+                      "intermediate_size": 4 * c.n_embd, "hidden_act": "gelu", "max_position_embeddings": c.block_size,
+                      "rope_parameters": {"rope_type": "default", "rope_theta": ROTARY_BASE, "partial_rotary_factor": 1.0},
+                      "attention_dropout": c.dropout, "hidden_dropout": c.dropout, "layer_norm_eps": self.ln_f.eps,
+                      "use_parallel_residual": False, "attention_bias": True, **common}
+            head_size = c.n_embd // c.n_head
+
+            def by_head(t: torch.Tensor) -> torch.Tensor:  # rows [q | k | v] (3C, ...) -> [q_0 k_0 v_0 | q_1 ...]
+                return t.reshape(3, c.n_head, head_size, *t.shape[1:]).transpose(0, 1).reshape(t.shape)
+
+            weights = {"gpt_neox.embed_in.weight": self.wte.weight, **norm("gpt_neox.final_layer_norm", self.ln_f)}
+            for i, block in enumerate(self.h):
+                p = f"gpt_neox.layers.{i}"
+                qkv = linear(f"{p}.attention.query_key_value", block.attn.c_attn)
+                weights |= {**norm(f"{p}.input_layernorm", block.ln_1), **norm(f"{p}.post_attention_layernorm", block.ln_2),
+                            **{name: by_head(t) for name, t in qkv.items()},
+                            **linear(f"{p}.attention.dense", block.attn.c_proj),
+                            **linear(f"{p}.mlp.dense_h_to_4h", block.mlp.c_fc),
+                            **linear(f"{p}.mlp.dense_4h_to_h", block.mlp.c_proj)}
         return config, {name: t.detach().cpu().contiguous() for name, t in weights.items()}
