@@ -102,7 +102,7 @@ def train_once(seconds: float, tmp: Path, *options: str) -> dict:
             "tokens_per_second": history[-1]["tokens_per_second"], "seconds": history[-1]["seconds"],
             "valid_loss": round(best["valid_loss"], 4), "steps": history[-1]["step"],
             "recipe": {k: config["train"][k] for k in ("optimizer", "lr", "schedule", "warmup", "weight_decay",
-                                                       "batch_size", "bptt", "grad_clip")},
+                                                       "batch_size", "bptt", "shuffle", "grad_clip")},
             "model_config": config["model"]["config"], "peak_rss_mb": round(child.peak_rss_mb, 1)}
 
 

@@ -69,7 +69,8 @@ def test_export_hf_loads_in_transformers_with_equal_logits(gpt_run: Path, tmp_pa
     assert "config.json" in capsys.readouterr().out
     architecture = HF_CLASS[positions(gpt_run)]
     assert json.loads((tmp_path / "hf" / "config.json").read_text())["architectures"] == [architecture]
-    theirs = getattr(transformers, architecture).from_pretrained(tmp_path / "hf").eval()
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()  # as a user loads it
+    assert type(theirs).__name__ == architecture
     ours = scratchlm.load(gpt_run, device="cpu").model.eval()
     idx = torch.randint(0, ours.config.vocab_size, (2, ours.window), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
