@@ -14,7 +14,8 @@ of a learned token and a learned position embedding, read by n_layer blocks in G
 With `positions="rotary"` (Su et al. 2021, "RoFormer") there is no table P: x_0 = E[idx], and every
 attention turns its queries and keys by angles proportional to their positions (`attention.rotate`), so
 that a query meets a key by how far apart they are, not where they are. On tiny-shakespeare it is the
-recipe's choice (bench/shakespeare.py); `to_hf` writes such a model as a GPT-NeoX.
+recipe's choice (the 140-s runs behind it are in models/registry.py, by GPT_CONFIG); `to_hf` writes such
+a model as a GPT-NeoX.
 
 Attention is Vaswani et al.'s eq. (1), per head, with a causal mask M so that position t reads
 positions <= t only:
