@@ -65,6 +65,18 @@ def test_cosine_and_constant_schedules():
     assert momentum_at(0.5, cosine) == momentum_at(0.5, constant) == 0.9
 
 
+@pytest.mark.parametrize("schedule", ["invsqrt", "constant", "cosine", "onecycle"])
+def test_cooldown_falls_linearly_to_zero_from_the_schedule(schedule: str):
+    plain = TrainConfig(epochs=1, lr=1.0, schedule=schedule, warmup=0.1)
+    cooled = TrainConfig(epochs=1, lr=1.0, schedule=schedule, warmup=0.1, cooldown=0.2)
+    for p in np.linspace(0, 0.8, 17):  # untouched before the last fifth
+        assert lr_at(p, cooled) == pytest.approx(lr_at(p, plain))
+    assert lr_at(0.9, cooled) == pytest.approx(lr_at(0.9, plain) / 2)
+    assert lr_at(1.0, cooled) == 0.0
+    tail = [lr_at(p, cooled) for p in np.linspace(0.8, 1, 21)]
+    assert all(a >= b for a, b in zip(tail, tail[1:], strict=False))
+
+
 def test_no_warmup_starts_at_the_peak():
     cfg = TrainConfig(epochs=1, lr=1.0, warmup=0)
     assert lr_at(0, cfg) == pytest.approx(1.0)
@@ -76,6 +88,8 @@ def test_no_warmup_starts_at_the_peak():
     ({"epochs": 1, "lr": 0}, "--lr"),
     ({"epochs": 1, "schedule": "exponential"}, "unknown schedule"),
     ({"epochs": 1, "warmup": 1}, "--warmup"),
+    ({"epochs": 1, "cooldown": 1}, "--cooldown"),
+    ({"epochs": 1, "warmup": 0.5, "cooldown": 0.6}, "--cooldown"),
     ({"epochs": 1, "batch_size": 0}, "--batch-size"),
     ({"time": -1}, "--time"),
     ({"epochs": 1, "patience": 0}, "--patience"),

@@ -192,8 +192,9 @@ def start_line(plan: Plan, model: Any, n_parameters: int, resolved: dict) -> str
     bound = " or ".join(([f"{cfg.epochs} epochs"] if cfg.epochs else []) + ([f"{cfg.time:g} s"] if cfg.time else []))
     clip = f", clip {cfg.grad_clip:g}" if cfg.grad_clip else ""
     rule = getattr(model, "update_rule", None)
-    update = (f"{rule}, lr {cfg.lr:g} {cfg.schedule} (warmup {cfg.warmup:g})" if rule else
-              f"{cfg.optimizer} lr {cfg.lr:g} {cfg.schedule} (warmup {cfg.warmup:g}), weight decay {cfg.weight_decay:g}{clip}")
+    ends = f"warmup {cfg.warmup:g}" + (f", cooldown {cfg.cooldown:g}" if cfg.cooldown else "")
+    update = (f"{rule}, lr {cfg.lr:g} {cfg.schedule} ({ends})" if rule else
+              f"{cfg.optimizer} lr {cfg.lr:g} {cfg.schedule} ({ends}), weight decay {cfg.weight_decay:g}{clip}")
     return (f"{plan.spec.name}: {n_parameters:,} parameters; {update}; batch {shape}; "
             f"{bound}; {resolved['device']} {resolved['precision']}, seed {cfg.seed}")
 

@@ -60,6 +60,7 @@ class TrainConfig:
     lr: float = 3e-3  # peak learning rate
     schedule: Literal["onecycle", "cosine", "invsqrt", "linear", "constant"] = "onecycle"  # learning rate over the run
     warmup: float = 0.25  # share of the run spent rising to the peak (onecycle, cosine, invsqrt)
+    cooldown: float = 0.0  # share of the run at its end over which the rate falls linearly to 0 (any schedule)
     weight_decay: float = 0.01  # decoupled weight decay on the matrices (AdamW, Loshchilov and Hutter 2019)
     optimizer: Literal["adamw", "muon"] = "adamw"  # muon: Muon for the hidden matrices, AdamW for the rest
     batch_size: int = 64  # rows of the stream per batch
@@ -89,6 +90,8 @@ class TrainConfig:
             raise UserError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         if not 0 <= self.warmup < 1:
             raise UserError(f"--warmup {self.warmup} must be in [0, 1)")
+        if not 0 <= self.cooldown < 1 or self.warmup + self.cooldown > 1:
+            raise UserError(f"--cooldown {self.cooldown} must be in [0, 1), and with --warmup {self.warmup} at most 1")
         if self.schedule == "invsqrt" and self.warmup == 0:
             raise UserError("--schedule invsqrt needs a --warmup above 0: the rate falls as 1/sqrt of the run after it")
         if self.weight_decay < 0 or (self.grad_clip is not None and self.grad_clip <= 0):
@@ -118,8 +121,19 @@ def lr_at(progress: float, cfg: TrainConfig) -> float:
     by progress instead of steps): linear warm-up, then lr * sqrt(warmup / p), lr * sqrt(warmup) at the
     end. linear (word2vec's, Mikolov et al. 2013): linear warm-up, then a straight fall to 0 at the end.
     constant: lr.
+
+    A `cooldown` c > 0 multiplies any of them by min(1, (1 - p) / c): the rate falls linearly to 0 over
+    the last share c of the run, from wherever the schedule is (the warmup-stable-decay recipe; Hägele et
+    al. 2024, "Scaling Laws and Compute-Optimal Training Beyond Fixed Training Durations", find a 20%
+    linear cooldown of a constant rate matches cosine). It gives invsqrt, which never anneals, an end.
     """
     p = min(max(progress, 0.0), 1.0)
+    rate = scheduled_rate(p, cfg)
+    return rate * min(1.0, (1 - p) / cfg.cooldown) if cfg.cooldown else rate
+
+
+def scheduled_rate(p: float, cfg: TrainConfig) -> float:
+    """lr_at before the cooldown."""
     if cfg.schedule == "constant":
         return cfg.lr
     if cfg.schedule == "linear":

@@ -87,8 +87,9 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--epochs", type=int, help="passes over the training data")
     g.add_argument("--time", type=duration, help="training time budget: 90s, 5m, 1h (evaluations not counted)")
     g.add_argument("--lr", type=float, help="peak learning rate")
-    g.add_argument("--schedule", help="onecycle (else), cosine, invsqrt (inverse square root) or constant")
+    g.add_argument("--schedule", help="onecycle (else), cosine, invsqrt (inverse square root), linear or constant")
     g.add_argument("--warmup", type=float, help="share of the run rising to the peak rate (else 0.25)")
+    g.add_argument("--cooldown", type=float, help="share of the run at its end falling linearly to rate 0 (else 0)")
     g.add_argument("--weight-decay", type=float, help="decoupled weight decay on matrices (else 0.01)")
     g.add_argument("--optimizer", help="adamw (else) or muon: Muon for the hidden matrices, AdamW for the rest")
     g.add_argument("--batch-size", type=int, help="rows per batch (else 64)")
@@ -112,7 +113,7 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cache-dir", help="where token ids are cached (default ~/.cache/scratchlm)")
 
 
-TRAIN_OPTIONS = ("epochs", "time", "lr", "schedule", "warmup", "weight_decay", "optimizer", "batch_size", "bptt",
+TRAIN_OPTIONS = ("epochs", "time", "lr", "schedule", "warmup", "cooldown", "weight_decay", "optimizer", "batch_size", "bptt",
                  "random_bptt", "shuffle", "grad_clip", "patience", "best_by", "eval_every", "seed", "device", "precision",
                  "compile", "on_nan")
 
