@@ -7,6 +7,7 @@ alone) and keeps one measurement's caches and allocator state out of the next.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -111,6 +112,18 @@ def rungs_over_seeds(details: list[dict], keys: Sequence[str]) -> tuple[dict[str
     rows = [{"rung": r, "idea": runs[0]["idea"], "parameters": runs[0]["parameters"], "seeds": len(runs),
              **{key: spread([d[key] for d in runs]) for key in keys}} for r, runs in by_rung.items()]
     return by_rung, rows
+
+
+def ladder_rows(bench: str, seed: int, args: Sequence[str], tmp: Path) -> list[dict]:
+    """One `scratchlm ladder ARGS --seed SEED` process with its own token cache; its rows, each with the seed."""
+    out = tmp / f"seed{seed}"
+    log(f"  {bench}: seed {seed} ...")
+    run_child(scratchlm_command("ladder", *args, "--seed", str(seed), "--out", str(out), "--quiet"),
+              tmp / "logs" / out.name, env={"SCRATCHLM_CACHE": str(tmp / "cache")})
+    rows = json.loads((out / "ladder.json").read_text())
+    for row in rows:
+        row["seed"] = seed
+    return rows
 
 
 def log(message: str) -> None:

@@ -15,7 +15,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from common import Section, log, run_child, rungs_over_seeds, scratchlm_command, spread
+from common import Section, ladder_rows, log, rungs_over_seeds, spread
 
 NAME = "ladder"
 TITLE = "The ladder on human numbers: every rung, same data"
@@ -42,15 +42,9 @@ def run(quick: bool = False) -> Section:
 
 def ladder_once(seed: int, tmp: Path) -> list[dict]:
     """One `scratchlm ladder` process; its rows, each with the seed and the time awd-lstm needed."""
-    out = tmp / f"seed{seed}"
-    log(f"  {NAME}: seed {seed} ...")
-    run_child(scratchlm_command("ladder", "--data", "human-numbers", "--seed", str(seed), "--out", str(out),
-                                "--quiet"),
-              tmp / "logs" / out.name, env={"SCRATCHLM_CACHE": str(tmp / "cache")})
-    rows = json.loads((out / "ladder.json").read_text())
+    rows = ladder_rows(NAME, seed, ["--data", "human-numbers"], tmp)
     for row in rows:
-        row["seed"] = seed
-        row["seconds_to_target"] = seconds_to(out / row["rung"] / "metrics.jsonl", AWD_TARGET[0])
+        row["seconds_to_target"] = seconds_to(tmp / f"seed{seed}" / row["rung"] / "metrics.jsonl", AWD_TARGET[0])
         log(f"    {row['rung']:13} accuracy {row['accuracy']:.3f}  {row['seconds']:6.1f} s")
     return rows
 

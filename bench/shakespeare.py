@@ -11,11 +11,10 @@ recurrent rung's, in the same run.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
-from common import Section, log, run_child, rungs_over_seeds, scratchlm_command
+from common import Section, ladder_rows, log, rungs_over_seeds
 
 NAME = "shakespeare"
 TITLE = "Every language-model rung on tiny-shakespeare (char), 140 s each"
@@ -42,15 +41,9 @@ def run(quick: bool = False) -> Section:
 
 
 def ladder_once(seed: int, budget: float, rungs: tuple[str, ...] | None, tmp: Path) -> list[dict]:
-    out = tmp / f"seed{seed}"
-    log(f"  {NAME}: seed {seed} ...")
     models = ["--models", ",".join(rungs)] if rungs else []
-    run_child(scratchlm_command("ladder", "--data", str(DATA), "--tokenizer", "char", "--time", str(budget),
-                                "--seed", str(seed), *models, "--out", str(out), "--quiet"),
-              tmp / "logs" / out.name, env={"SCRATCHLM_CACHE": str(tmp / "cache")})
-    rows = json.loads((out / "ladder.json").read_text())
+    rows = ladder_rows(NAME, seed, ["--data", str(DATA), "--tokenizer", "char", "--time", str(budget), *models], tmp)
     for row in rows:
-        row["seed"] = seed
         log(f"    {row['rung']:13} loss {row['valid_loss']:.4f}  {row['seconds']:6.1f} s")
     return rows
 
