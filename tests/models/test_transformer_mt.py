@@ -392,7 +392,7 @@ def test_models_lists_the_transformer(capsys: pytest.CaptureFixture):
     assert "translation" in line and "Vaswani" in line
     assert main(["models", "transformer-mt"]) == 0
     shown = capsys.readouterr()[0]
-    assert "label_smoothing" in shown and "--schedule invsqrt" in shown
+    assert "label_smoothing" in shown and "--schedule invsqrt" in shown and "--cooldown 0.2" in shown
 
 
 def test_bad_inputs_are_one_line(toy_tsv: Path, toy_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
@@ -436,10 +436,11 @@ def test_the_ladder_races_every_translation_model_under_one_budget(toy_tsv: Path
 
 
 def test_resume_continues_exactly(toy_tsv: Path, tmp_path: Path):
-    """One epoch, then a second by --resume: the weights of two epochs straight (a constant rate, since a
-    schedule follows the run's length, which the resumed run changes), dropout's draws included."""
+    """One epoch, then a second by --resume: the weights of two epochs straight (a constant rate without the
+    recipe's cooldown, since a schedule follows the run's length, which the resumed run changes), dropout's
+    draws included."""
     settings = {"n_embd": 16, "n_ffn": 32, "n_encoder_layers": 1, "n_decoder_layers": 1, "dropout": 0.1}
-    options = dict(tokenizer="word", batch_size=32, schedule="constant", settings=settings)
+    options = dict(tokenizer="word", batch_size=32, schedule="constant", cooldown=0.0, settings=settings)
     straight = scratchlm.train(str(toy_tsv), "transformer-mt", tmp_path / "straight", epochs=2, **options)
     scratchlm.train(str(toy_tsv), "transformer-mt", tmp_path / "resumed", epochs=1, **options)
     resumed = scratchlm.train(out=tmp_path / "resumed", resume=True, epochs=2)
