@@ -33,3 +33,12 @@ def test_every_reference_exists(path: str, names: list[str]):
     for name in names:
         last = name.split(".")[-1]
         assert re.search(rf"\b(def|class)\s+{last}\b|\b{last}\s*[:=]", source), f"{path} has no {name}"
+
+
+def test_bench_readme_describes_every_benchmark():
+    """bench/README.md has a `### \\`NAME\\`` section for each benchmark module's NAME, and none for a name
+    no module has."""
+    names = {m[1] for path in (ROOT / "bench").glob("*.py")
+             if (m := re.search(r'^NAME = "([\w-]+)"$', path.read_text(), re.MULTILINE))}
+    sections = set(re.findall(r"^### `([\w-]+)`", (ROOT / "bench" / "README.md").read_text(), re.MULTILINE))
+    assert len(names) >= 10 and names == sections, f"without a section: {names - sections}; stale: {sections - names}"
