@@ -8,8 +8,8 @@ BLEU is also read by source length (Bahdanau et al. 2015, figure 2: one context 
 long sentence), and for the attentional RNN and the Transformer a small sweep of beam size and length
 penalty. The Transformer (`transformer-mt`, its registry recipe: pre-norm 3+3 layers, width 256, the
 joint 8k byte-level BPE with every embedding tied, label smoothing 0.1, the inverse-square-root
-schedule from 2e-3 cooled down to 0 over the last fifth, ~750 target tokens a batch, no dropout) runs beside the RNNs in the same run, so "it beats
-seq2seq-attn at equal time" is read off one table.
+schedule from 2e-3 cooled down to 0 over the last fifth, ~750 target tokens a batch, no dropout)
+runs beside the RNNs in the same run, so "it beats seq2seq-attn at equal time" is read off one table.
 
 The seed project's character-level Keras LSTM encoder-decoder on 10,000 pairs reached BLEU 4.6 after
 15 minutes on this machine (5.6 after 25): each row says how far above it a model is.
