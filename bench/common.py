@@ -114,9 +114,14 @@ def rungs_over_seeds(details: list[dict], keys: Sequence[str]) -> tuple[dict[str
     return by_rung, rows
 
 
+def ladder_dir(tmp: Path, seed: int) -> Path:
+    """Where `ladder_rows` puts the ladder of `seed`: one run folder per rung inside."""
+    return tmp / f"seed{seed}"
+
+
 def ladder_rows(bench: str, seed: int, args: Sequence[str], tmp: Path) -> list[dict]:
     """One `scratchlm ladder ARGS --seed SEED` process with its own token cache; its rows, each with the seed."""
-    out = tmp / f"seed{seed}"
+    out = ladder_dir(tmp, seed)
     log(f"  {bench}: seed {seed} ...")
     run_child(scratchlm_command("ladder", *args, "--seed", str(seed), "--out", str(out), "--quiet"),
               tmp / "logs" / out.name, env={"SCRATCHLM_CACHE": str(tmp / "cache")})

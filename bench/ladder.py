@@ -15,7 +15,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from common import Section, ladder_rows, log, rungs_over_seeds, spread
+from common import Section, ladder_dir, ladder_rows, log, rungs_over_seeds, spread
 
 NAME = "ladder"
 TITLE = "The ladder on human numbers: every rung, same data"
@@ -44,7 +44,7 @@ def ladder_once(seed: int, tmp: Path) -> list[dict]:
     """One `scratchlm ladder` process; its rows, each with the seed and the time awd-lstm needed."""
     rows = ladder_rows(NAME, seed, ["--data", "human-numbers"], tmp)
     for row in rows:
-        row["seconds_to_target"] = seconds_to(tmp / f"seed{seed}" / row["rung"] / "metrics.jsonl", AWD_TARGET[0])
+        row["seconds_to_target"] = seconds_to(ladder_dir(tmp, seed) / row["rung"] / "metrics.jsonl", AWD_TARGET[0])
         log(f"    {row['rung']:13} accuracy {row['accuracy']:.3f}  {row['seconds']:6.1f} s")
     return rows
 
