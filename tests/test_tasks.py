@@ -52,9 +52,10 @@ def test_every_task_fills_the_seam():
 def test_a_run_written_by_0_1_0_loads_evaluates_and_generates_as_it_did(tmp_path: Path):
     run = scratchlm.load(shutil.copytree(FIXTURE, tmp_path / "run"), device="cpu")
     assert isinstance(run, LMRun)
-    # The figures `scratchlm eval` and `generate` printed for this folder before the task seam.
+    # The figures `scratchlm eval` and `generate` printed for this folder before the task seam. The loss is a
+    # float32 sum, whose last bits follow the CPU's kernels: another machine gave 1.8808185358842213.
     result = run.eval()
-    assert result["loss"] == pytest.approx(1.8808185656865437, rel=1e-9)
+    assert result["loss"] == pytest.approx(1.8808185656865437, rel=1e-6)
     assert result["accuracy"] == pytest.approx(0.4400227864583333, rel=1e-12) and result["tokens"] == 12288
     assert run.generate("one . two .", tokens=12) == (" four thousand two hundred thirty . two thousand four "
                                                       "hundred ninety .")
