@@ -62,15 +62,15 @@ def run(quick: bool = False, epochs: dict[str, int] | None = None) -> Section:
         corpus = tmp / "wikitext-2.txt"
         corpus.write_bytes(b"".join(p.read_bytes() for p in CORPUS))
         for seed in seeds:
-            for method, model, settings, gensim_args in METHODS:
+            for index, (method, model, settings, gensim_args) in enumerate(METHODS):
                 n = (epochs or {}).get(model)
                 log(f"  {NAME}: {method}, scratchlm, seed {seed} ...")
                 found.setdefault((method, "scratchlm"), []).append(
-                    scratchlm_run(model, settings, corpus, seed, tmp / f"{model}-{len(found)}-{seed}", n))
+                    scratchlm_run(model, settings, corpus, seed, tmp / f"{model}-{index}-{seed}", n))
                 if gensim_args is not None and have_gensim:
                     log(f"  {NAME}: {method}, gensim, seed {seed} ...")
                     found.setdefault((method, "gensim"), []).append(
-                        gensim_run(gensim_args, corpus, seed, tmp / f"gensim-{len(found)}-{seed}", n))
+                        gensim_run(gensim_args, corpus, seed, tmp / f"gensim-{index}-{seed}", n))
     rows = [{"method": method, "tool": tool, "train_s": spread([r["seconds"] for r in runs]),
              "wall_s": spread([r["wall_seconds"] for r in runs]),
              "analogy_accuracy": spread([r["analogy_accuracy"] for r in runs]),
