@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import inspect
 import json
 import os
 import platform
@@ -63,13 +64,16 @@ def main(argv: list[str] | None = None) -> int:
         log(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(by_name)}")
         return 2
     selected = [by_name[n] for n in dict.fromkeys(args.only)] if args.only else BENCHMARKS
+    if args.models and (no := [b.NAME for b in selected if "models" not in inspect.signature(b.run).parameters]):
+        log(f"--models picks the models of a race; {', '.join(no)} has none to pick (use it with --only)")
+        return 2
     env = environment()
     failed = []
     for bench in selected:
         log(f"{bench.NAME}: {bench.TITLE}{' (quick)' if args.quick else ''}")
         load_start, start = os.getloadavg()[0], time.perf_counter()
         try:
-            section = bench.run(quick=args.quick)
+            section = bench.run(quick=args.quick, **({"models": args.models} if args.models else {}))
         except Exception as e:  # one failing benchmark must not lose the others' results
             log(f"{bench.NAME} FAILED: {e}" if isinstance(e, BenchError) else traceback.format_exc())
             failed.append(bench.NAME)
@@ -90,6 +94,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--only", nargs="+", action="extend", metavar="NAME",
                    help="run only these benchmarks; the others' sections are kept")
     p.add_argument("--quick", action="store_true", help="fewer seeds and smaller inputs: minutes, not tens")
+    p.add_argument("--models", nargs="+", action="extend", metavar="MODEL",
+                   help="with --only translation: race only these models; the section names those left out")
     p.add_argument("--results", type=Path, default=RESULTS_DIR, help="where to write (default bench/results)")
     p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     return p.parse_args(argv)

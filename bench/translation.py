@@ -21,7 +21,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from common import Section, log, run_child, scratchlm_command
+from common import BenchError, Section, log, run_child, scratchlm_command
 
 NAME = "translation"
 TITLE = "Translation, English to French (Tatoeba eng-fra.tsv): BLEU and chrF under one time budget"
@@ -52,13 +52,18 @@ SWEEP = [(1, 1.0), (2, 1.0), (4, 0.0), (4, 0.6), (4, 1.0), (8, 1.0)]
 LENGTH_BINS = [(1, 5), (6, 8), (9, 11), (12, 15), (16, 100)]
 
 
-def run(quick: bool = False) -> Section:
+def run(quick: bool = False, models: list[str] | None = None) -> Section:
+    """`models`: race only these of MODELS (in MODELS' order), e.g. the Transformer and the attentional RNN."""
     if not DATA.exists():
         return Section([], [f"skipped: {DATA} is not here"])
+    if unknown := sorted(set(models or []) - set(MODELS)):
+        raise BenchError(f"unknown translation model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
     budget = BUDGET_S * (0.2 if quick else 1.0)
     rows, details = [], []
     with tempfile.TemporaryDirectory(prefix="scratchlm-bench-translation-") as tmp:
         for name, (what, args) in MODELS.items():
+            if models and name not in models:
+                continue
             row = train_and_score(name, what, args, budget, Path(tmp))
             rows.append({k: v for k, v in row.items() if k not in ("history", "by_length", "sweep", "signature")})
             details.append(row)
@@ -206,6 +211,8 @@ def against_nn_transformer(rounds: int = 4, steps: int = 3) -> dict:
 def notes(details: list[dict], budget: float, peer: dict | None = None) -> list[str]:
     by_name = {d["model"]: d for d in details}
     out = [f"Budget {budget:.0f} s of training per model, seed 0, 2 CPU threads; BLEU {details[0]['signature']}."]
+    if left_out := [name for name in MODELS if name not in by_name]:
+        out.append(f"This run raced {', '.join(by_name)} only (bench/run.py --models); not run: {', '.join(left_out)}.")
     attn, tmt = by_name.get("seq2seq-attn"), by_name.get("transformer-mt")
     for name, row, target, aim in (("seq2seq-attn", attn, TARGET, AIM),
                                    ("transformer-mt", tmt, TRANSFORMER_TARGET, TRANSFORMER_AIM)):
