@@ -202,19 +202,40 @@ class Word2Vec(nn.Module):
         """
         if len(targets) == 0:
             return 0.0
-        if self.config.loss == "hs" and len(targets) > HS_PAIRS:  # a step per HS_PAIRS pairs (module docstring)
-            h = self.hidden(inputs, mask)
-            loss = -self.log_probability(h, targets).sum().item()  # the whole batch's, before any of its steps
-            if math.isfinite(loss):
-                for s in range(0, len(targets), HS_PAIRS):
-                    part = slice(s, s + HS_PAIRS)
-                    self.sgd_step(inputs[part], None if mask is None else mask[part], targets[part], negatives, lr)
-            return loss
+        if self.config.loss == "hs" and len(targets) > HS_PAIRS:
+            return self.hs_steps(inputs, mask, targets, lr)
         h = self.hidden(inputs, mask)
-        output_step = self.hs_output_step if self.config.loss == "hs" else self.ns_output_step
-        loss, grad_h = output_step(h, targets, negatives, lr)
-        if grad_h is None:
+        if self.config.loss == "hs":
+            loss, grad_h = self.hs_output_step(h, self.flat_path(targets), lr)
+        else:
+            loss, grad_h = self.ns_output_step(h, targets, negatives, lr)
+        if grad_h is not None:
+            self.input_step(inputs, mask, grad_h, lr)
+        return loss
+
+    def hs_steps(self, inputs: torch.Tensor, mask: torch.Tensor | None, targets: torch.Tensor, lr: float) -> float:
+        """The hierarchical softmax's step per HS_PAIRS pairs (module docstring), each from the weights the one
+        before left; returns the whole batch's loss before any of them. The paths are gathered once for the
+        batch, and each part takes its slice of them."""
+        pair, nodes, codes = self.flat_path(targets)
+        h = self.hidden(inputs, mask)
+        scores = (self.inner.weight.index_select(0, nodes) * h.index_select(0, pair)).sum(1)
+        loss = F.softplus((2 * codes - 1) * scores).sum().item()
+        if not math.isfinite(loss):
             return loss
+        ends = [0, *self.code_lengths.index_select(0, targets).cumsum(0).tolist()]  # pair i's steps: ends[i]:ends[i+1]
+        for start in range(0, len(targets), HS_PAIRS):
+            stop = min(start + HS_PAIRS, len(targets))
+            part, steps = slice(start, stop), slice(ends[start], ends[stop])
+            part_mask = None if mask is None else mask[part]
+            path = pair[steps] - start, nodes[steps], codes[steps]
+            _, grad_h = self.hs_output_step(self.hidden(inputs[part], part_mask), path, lr)
+            if grad_h is not None:
+                self.input_step(inputs[part], part_mask, grad_h, lr)
+        return loss
+
+    def input_step(self, inputs: torch.Tensor, mask: torch.Tensor | None, grad_h: torch.Tensor, lr: float) -> None:
+        """The input side of a step: the centre word (skip-gram) or every context word (CBOW) moves by -lr dloss/dh."""
         W = self.input.weight
         if mask is None:
             W.index_add_(0, inputs, grad_h, alpha=-lr)
@@ -222,7 +243,6 @@ class Word2Vec(nn.Module):
             rows = mask.reshape(-1) > 0
             spread = grad_h.unsqueeze(1).expand(-1, inputs.shape[1], -1).reshape(-1, grad_h.shape[1])
             W.index_add_(0, inputs.reshape(-1)[rows], spread[rows], alpha=-lr)
-        return loss
 
     def ns_output_step(self, h: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor,
                        lr: float) -> tuple[float, torch.Tensor | None]:
@@ -247,11 +267,11 @@ class Word2Vec(nn.Module):
         U.index_add_(0, targets, g_positive * h, alpha=-lr)
         return loss, grad_h
 
-    def hs_output_step(self, h: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor,
+    def hs_output_step(self, h: torch.Tensor, path: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
                        lr: float) -> tuple[float, torch.Tensor | None]:
-        """The hierarchical softmax's side: the inner nodes on each target's path move (the negatives are
-        not used); (summed loss, dloss/dh), or (loss, None) when the loss is not finite."""
-        pair, nodes, codes = self.flat_path(targets)
+        """The hierarchical softmax's side: the inner nodes on the targets' paths (`flat_path`) move;
+        (summed loss, dloss/dh), or (loss, None) when the loss is not finite."""
+        pair, nodes, codes = path
         U = self.inner.weight
         u, h_pair = U.index_select(0, nodes), h.index_select(0, pair)  # (P, D): each step's node and context
         scores = (u * h_pair).sum(1)  # (P,)
