@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{bench.NAME}: {bench.TITLE}{' (quick)' if args.quick else ''}")
         load_start, start = os.getloadavg()[0], time.perf_counter()
         try:
-            section = bench.run(quick=args.quick, **({"models": args.models} if args.models else {}))
+            picked = {"models": args.models, "kept": recorded(args.results).get(bench.NAME)} if args.models else {}
+            section = bench.run(quick=args.quick, **picked)
         except Exception as e:  # one failing benchmark must not lose the others' results
             log(f"{bench.NAME} FAILED: {e}" if isinstance(e, BenchError) else traceback.format_exc())
             failed.append(bench.NAME)
@@ -95,7 +96,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="run only these benchmarks; the others' sections are kept")
     p.add_argument("--quick", action="store_true", help="fewer seeds and smaller inputs: minutes, not tens")
     p.add_argument("--models", nargs="+", action="extend", metavar="MODEL",
-                   help="with --only translation: race only these models; the section names those left out")
+                   help="with --only translation: race only these models, keeping the recorded rows of the others")
     p.add_argument("--results", type=Path, default=RESULTS_DIR, help="where to write (default bench/results)")
     p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     return p.parse_args(argv)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 from common import BenchError, Section, log, run_child, scratchlm_command
@@ -52,24 +53,35 @@ SWEEP = [(1, 1.0), (2, 1.0), (4, 0.0), (4, 0.6), (4, 1.0), (8, 1.0)]
 LENGTH_BINS = [(1, 5), (6, 8), (9, 11), (12, 15), (16, 100)]
 
 
-def run(quick: bool = False, models: list[str] | None = None) -> Section:
-    """`models`: race only these of MODELS (in MODELS' order), e.g. the Transformer and the attentional RNN."""
+def run(quick: bool = False, models: list[str] | None = None, kept: dict | None = None) -> Section:
+    """`models`: race only these of MODELS, e.g. the Transformer and the attentional RNN; `kept`: the section
+    recorded before (bench/run.py passes it with --models), whose rows for the models not raced now are
+    carried over with the date each was measured, so the two-hour race can be run in parts."""
     if not DATA.exists():
         return Section([], [f"skipped: {DATA} is not here"])
     if unknown := sorted(set(models or []) - set(MODELS)):
         raise BenchError(f"unknown translation model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
     budget = BUDGET_S * (0.2 if quick else 1.0)
-    rows, details = [], []
+    raced = {}
+    today = datetime.now(UTC).date().isoformat()
     with tempfile.TemporaryDirectory(prefix="scratchlm-bench-translation-") as tmp:
         for name, (what, args) in MODELS.items():
-            if models and name not in models:
-                continue
-            row = train_and_score(name, what, args, budget, Path(tmp))
-            rows.append({k: v for k, v in row.items() if k not in ("history", "by_length", "sweep", "signature")})
-            details.append(row)
+            if not models or name in models:
+                raced[name] = {**train_and_score(name, what, args, budget, Path(tmp)), "measured": today}
+    carried = carried_over(kept, quick, set(raced))
+    details = [raced.get(name) or carried[name] for name in MODELS if name in raced or name in carried]
+    rows = [{k: v for k, v in d.items() if k not in ("history", "by_length", "sweep", "signature")} for d in details]
     plot(details)
     peer = against_nn_transformer(rounds=2 if quick else 4)
     return Section(rows, notes(details, budget, peer), [*details, peer])
+
+
+def carried_over(kept: dict | None, quick: bool, raced: set[str]) -> dict[str, dict]:
+    """The rows of an earlier section (of the same kind, quick or not) for the models not raced now."""
+    if not kept or kept.get("quick") != quick:
+        return {}
+    return {d["model"]: {**d, "measured": d.get("measured", kept["date"][:10])} for d in kept.get("details", [])
+            if d.get("model") in MODELS and d["model"] not in raced}
 
 
 def plot(details: list[dict]) -> None:
@@ -212,7 +224,10 @@ def notes(details: list[dict], budget: float, peer: dict | None = None) -> list[
     by_name = {d["model"]: d for d in details}
     out = [f"Budget {budget:.0f} s of training per model, seed 0, 2 CPU threads; BLEU {details[0]['signature']}."]
     if left_out := [name for name in MODELS if name not in by_name]:
-        out.append(f"This run raced {', '.join(by_name)} only (bench/run.py --models); not run: {', '.join(left_out)}.")
+        out.append(f"Not measured: {', '.join(left_out)} (bench/run.py --models raced the others).")
+    if len(dates := {d["measured"] for d in details if "measured" in d}) > 1:
+        out.append(f"The rows were measured in separate runs (bench/run.py --models), on {', '.join(sorted(dates))}: "
+                   "compare them knowing the machine's load may have differed.")
     attn, tmt = by_name.get("seq2seq-attn"), by_name.get("transformer-mt")
     for name, row, target, aim in (("seq2seq-attn", attn, TARGET, AIM),
                                    ("transformer-mt", tmt, TRANSFORMER_TARGET, TRANSFORMER_AIM)):
