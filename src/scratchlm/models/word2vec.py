@@ -206,7 +206,7 @@ class Word2Vec(nn.Module):
             return self.hs_steps(inputs, mask, targets, lr)
         h = self.hidden(inputs, mask)
         if self.config.loss == "hs":
-            loss, grad_h = self.hs_output_step(h, self.flat_path(targets), lr)
+            loss, grad_h = self.hs_output_step(h, self.path(targets), lr)
         else:
             loss, grad_h = self.ns_output_step(h, targets, negatives, lr)
         if grad_h is not None:
@@ -216,19 +216,17 @@ class Word2Vec(nn.Module):
     def hs_steps(self, inputs: torch.Tensor, mask: torch.Tensor | None, targets: torch.Tensor, lr: float) -> float:
         """The hierarchical softmax's step per HS_PAIRS pairs (module docstring), each from the weights the one
         before left; returns the whole batch's loss before any of them. The paths are gathered once for the
-        batch, and each part takes its slice of them."""
-        pair, nodes, codes = self.flat_path(targets)
-        h = self.hidden(inputs, mask)
-        scores = (self.inner.weight.index_select(0, nodes) * h.index_select(0, pair)).sum(1)
-        loss = F.softplus((2 * codes - 1) * scores).sum().item()
+        batch, and each part takes its rows, cut to its longest path."""
+        points, codes, steps = self.path(targets)
+        loss = self.hs_losses(self.hidden(inputs, mask), points, codes, steps)[0].sum().item()
         if not math.isfinite(loss):
             return loss
-        ends = [0, *self.code_lengths.index_select(0, targets).cumsum(0).tolist()]  # pair i's steps: ends[i]:ends[i+1]
+        lengths = self.code_lengths.index_select(0, targets).tolist()
         for start in range(0, len(targets), HS_PAIRS):
-            stop = min(start + HS_PAIRS, len(targets))
-            part, steps = slice(start, stop), slice(ends[start], ends[stop])
+            part = slice(start, start + HS_PAIRS)
+            L = max(max(lengths[part]), 1)
             part_mask = None if mask is None else mask[part]
-            path = pair[steps] - start, nodes[steps], codes[steps]
+            path = points[part, :L], codes[part, :L], steps[part, :L]
             _, grad_h = self.hs_output_step(self.hidden(inputs[part], part_mask), path, lr)
             if grad_h is not None:
                 self.input_step(inputs[part], part_mask, grad_h, lr)
@@ -267,18 +265,27 @@ class Word2Vec(nn.Module):
         U.index_add_(0, targets, g_positive * h, alpha=-lr)
         return loss, grad_h
 
+    def hs_losses(self, h: torch.Tensor, points: torch.Tensor, codes: torch.Tensor,
+                  steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each path step's loss (B, L; 0 past the path's end), score (B, L) and node vector (B, L, D), for the
+        padded paths of `path`: the scores are one batched matrix product, with no (B L, D) copy of h."""
+        B, L = points.shape
+        u = self.inner.weight.index_select(0, points.reshape(-1)).view(B, L, -1)
+        scores = torch.bmm(u, h.unsqueeze(2)).squeeze(2)
+        return F.softplus((2 * codes - 1) * scores) * steps, scores, u
+
     def hs_output_step(self, h: torch.Tensor, path: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
                        lr: float) -> tuple[float, torch.Tensor | None]:
-        """The hierarchical softmax's side: the inner nodes on the targets' paths (`flat_path`) move;
-        (summed loss, dloss/dh), or (loss, None) when the loss is not finite."""
-        pair, nodes, codes = path
-        U = self.inner.weight
-        u, h_pair = U.index_select(0, nodes), h.index_select(0, pair)  # (P, D): each step's node and context
-        scores = (u * h_pair).sum(1)  # (P,)
-        loss = F.softplus((2 * codes - 1) * scores).sum().item()
+        """The hierarchical softmax's side: the inner nodes on the targets' paths (`path`: nodes, turns and
+        mask, padded) move; (summed loss, dloss/dh), or (loss, None) when the loss is not finite. Padded
+        steps have a gradient of 0: they add nothing to node 0, where they point."""
+        points, codes, steps = path
+        losses, scores, u = self.hs_losses(h, points, codes, steps)
+        loss = losses.sum().item()
         if not math.isfinite(loss):
             return loss, None
-        g = (torch.sigmoid(scores) - (1 - codes)).unsqueeze(1)  # (P, 1): d loss / d score at each step
-        grad_h = torch.zeros_like(h).index_add_(0, pair, g * u)  # (B, D): summed over each pair's path
-        U.index_add_(0, nodes, g * h_pair, alpha=-lr)
+        g = (torch.sigmoid(scores) - (1 - codes)) * steps  # (B, L): d loss / d score at each step
+        grad_h = torch.bmm(g.unsqueeze(1), u).squeeze(1)  # (B, D): summed over each pair's path
+        self.inner.weight.index_add_(0, points.reshape(-1), (g.unsqueeze(2) * h.unsqueeze(1)).reshape(-1, h.shape[1]),
+                                     alpha=-lr)
         return loss, grad_h
