@@ -123,17 +123,9 @@ class Word2Vec(nn.Module):
         mask = torch.arange(L) < lengths.unsqueeze(1)
         return self.points.index_select(0, words)[:, :L], self.codes.index_select(0, words)[:, :L].float(), mask
 
-    def flat_path(self, words: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Every step of the words' paths, flat, without padding: its word's index in `words`, its inner
-        node and its turn (P,) each. A short path costs its own length, not the longest one's."""
-        points, codes, mask = self.path(words)
-        return torch.arange(len(words)).unsqueeze(1).expand_as(mask)[mask], points[mask], codes[mask]
-
     def log_probability(self, h: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
         """log p(word | h) under the hierarchical softmax, for h (B, D) and words (B,)."""
-        pair, nodes, codes = self.flat_path(words)
-        scores = (self.inner.weight.index_select(0, nodes) * h.index_select(0, pair)).sum(1)  # (P,)
-        return -torch.zeros(len(words), dtype=h.dtype).index_add_(0, pair, F.softplus((2 * codes - 1) * scores))
+        return -self.hs_losses(h, *self.path(words))[0].sum(1)
 
     def pair_sums(self, centres: torch.Tensor, contexts: torch.Tensor,
                   negatives: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -268,7 +260,7 @@ class Word2Vec(nn.Module):
     def hs_losses(self, h: torch.Tensor, points: torch.Tensor, codes: torch.Tensor,
                   steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Each path step's loss (B, L; 0 past the path's end), score (B, L) and node vector (B, L, D), for the
-        padded paths of `path`: the scores are one batched matrix product, with no (B L, D) copy of h."""
+        padded paths that `path` gives: the scores are one batched matrix product, with no (B L, D) copy of h."""
         B, L = points.shape
         u = self.inner.weight.index_select(0, points.reshape(-1)).view(B, L, -1)
         scores = torch.bmm(u, h.unsqueeze(2)).squeeze(2)
