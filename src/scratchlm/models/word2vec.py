@@ -56,6 +56,13 @@ LOSSES = ("ns", "hs")
 HS_PAIRS = 256  # the hierarchical softmax steps through a batch this many pairs at a time (see sgd_step)
 
 
+def batched_dot(vectors: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """(B, n, D) . (B, D) -> (B, n): each row's n dot products with its own h. A multiply and a sum, not
+    torch.bmm against (B, D, 1): a batch of one-column products, which ran 20x slower on one CPU thread
+    (256 x 20 x 100: 1.9 ms against 0.09 ms)."""
+    return (vectors * h.unsqueeze(1)).sum(2)
+
+
 @dataclass
 class Word2VecConfig:
     """word2vec's settings; the defaults are the word2vec tool's and gensim's."""
@@ -177,7 +184,7 @@ class Word2Vec(nn.Module):
         positive = (h * u_true).sum(1)
         if u_negative.dim() == 2:
             return positive, h @ u_negative.T  # (B, M): one matrix product for the whole batch
-        return positive, torch.bmm(u_negative, h.unsqueeze(2)).squeeze(2)  # (B, k)
+        return positive, batched_dot(u_negative, h)  # (B, k)
 
     def pair_loss(self, positive: torch.Tensor, negative: torch.Tensor, shared: bool) -> torch.Tensor:
         """Each pair's negative-sampling loss (eq. 4 of Mikolov et al. 2013b), softplus(-s) being -log sigma(s);
@@ -260,10 +267,10 @@ class Word2Vec(nn.Module):
     def hs_losses(self, h: torch.Tensor, points: torch.Tensor, codes: torch.Tensor,
                   steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Each path step's loss (B, L; 0 past the path's end), score (B, L) and node vector (B, L, D), for the
-        padded paths that `path` gives: the scores are one batched matrix product, with no (B L, D) copy of h."""
+        padded paths that `path` gives, with no (B L, D) copy of h."""
         B, L = points.shape
         u = self.inner.weight.index_select(0, points.reshape(-1)).view(B, L, -1)
-        scores = torch.bmm(u, h.unsqueeze(2)).squeeze(2)
+        scores = batched_dot(u, h)
         return F.softplus((2 * codes - 1) * scores) * steps, scores, u
 
     def hs_output_step(self, h: torch.Tensor, path: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
