@@ -157,7 +157,7 @@ def fit_run(run_dir: RunDir, plan: Plan, resume: bool, progress: bool | str, cac
         if not resume or not run_dir.exists:
             # The tokenizers first: config.json marks a run as begun, so a kill between the two leaves none.
             task.save_tokenizers(run_dir, data)
-            run_dir.write_config(run_config(plan, model_cfg, data, cache_dir, resolved))
+            run_dir.write_config(run_config(plan, model_cfg, n_parameters, data, cache_dir, resolved))
         else:
             config = run_dir.read_config()
             config.update(train=asdict(train_cfg), resolved=resolved)
@@ -199,12 +199,12 @@ def start_line(plan: Plan, model: Any, n_parameters: int, resolved: dict) -> str
             f"{bound}; {resolved['device']} {resolved['precision']}, seed {cfg.seed}")
 
 
-def run_config(plan: Plan, model_cfg: Any, data: Any, cache_dir, resolved: dict) -> dict:
+def run_config(plan: Plan, model_cfg: Any, n_parameters: int, data: Any, cache_dir, resolved: dict) -> dict:
     from scratchlm import __version__
 
     return {
         "task": plan.task.name,
-        "model": {"name": plan.spec.name, "config": asdict(model_cfg), "parameters": plan.spec.parameters(model_cfg)},
+        "model": {"name": plan.spec.name, "config": asdict(model_cfg), "parameters": n_parameters},
         "data": {"config": asdict(plan.data), "content_hash": data.content_hash, **data.summary(),
                  "cache_dir": str(Path(cache_dir).expanduser().resolve()) if cache_dir else None},
         "train": asdict(plan.train),

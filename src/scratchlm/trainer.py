@@ -253,13 +253,13 @@ class Trainer:
                  world: World | None = None):
         self.model, self.task, self.cfg, self.run_dir, self.world = model, task, cfg, run_dir, world or World()
         # A model of counts has nothing to train: no DDP, no compiling, no optimizer (whose first one costs
-        # seconds of importing torch's compiler)
+        # seconds of importing torch's compiler); a task that takes its own steps needs only the rate
         counts = fits_by_counting(model)
         self.net = model if counts else compile_model(self.world.wrap(model), cfg.compile)
         self.train_batches, self.valid_batches = train_batches, valid_batches
         self.device, self.precision, self.progress = device, precision, progress
         self.on_evaluation = on_evaluation
-        self.optimizer = None if counts else make_optimizer(model, cfg, device)
+        self.optimizer = None if counts else RateOnly(cfg.lr) if task.own_step else make_optimizer(model, cfg, device)
         self.steps_per_epoch = len(train_batches)
         self.state = {"step": 0, "epoch": 0, "batch": 0, "carry": None, "elapsed": 0.0, "tokens": 0,
                       "best_loss": math.inf, "best_step": -1, "evals_since_best": 0, "history": [],
@@ -454,6 +454,22 @@ class Trainer:
         """The state of the whole run: the carried state holds the rows of every process."""
         return {**self.state, "carry": self.world.gather_rows(self.state["carry"]),
                 "optimizer": self.optimizer.state_dict() if self.optimizer else {}, "rng": rng_state()}
+
+
+class RateOnly:
+    """The optimizer's place in a run whose task takes its own steps (word2vec, GloVe): it holds the rate the
+    schedule sets each step, which the task's step reads, and nothing to save. torch.optim would keep no
+    state either, and its first optimizer costs a second or two of importing torch's compiler."""
+
+    def __init__(self, lr: float):
+        self.param_groups = [{"lr": lr}]
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Nothing to restore: the schedule sets the rate before every step (a run saved with an optimizer's
+        empty state resumes alike)."""
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer | MuonAdamW:

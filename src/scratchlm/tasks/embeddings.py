@@ -44,6 +44,7 @@ from scratchlm.data.tokenize import DOC, PAD, SPECIALS, Tokenizer, TokenizerSpec
 from scratchlm.distributed import World
 from scratchlm.errors import UserError
 from scratchlm.files import atomic_write_json
+from scratchlm.models.base import parameter_count
 from scratchlm.models.registry import get_spec
 from scratchlm.models.word2vec import Word2Vec
 from scratchlm.tasks.base import Batch, Run, Task
@@ -391,7 +392,7 @@ def write_vector_run(out: str | Path, words: list[str], matrix: np.ndarray, orig
     atomic_write_json(run_dir.file(TOKENIZER), WordTokenizer(tokens).to_json())
     save_weights(run_dir.file(BEST), model, 0)
     run_dir.write_config({"task": Embeddings.name, "model": {"name": spec.name, "config": asdict(config),
-                                                             "parameters": spec.parameters(config)},
+                                                             "parameters": parameter_count(model)},
                           "data": {"config": asdict(data), "words": len(rows), "left_out": len(words) - len(rows)},
                           "origin": origin, "versions": {"scratchlm": __version__}})
     return run_dir.path
