@@ -14,7 +14,7 @@ import torch
 import scratchlm
 from scratchlm.cli import main
 from scratchlm.models.huffman import huffman_tree
-from scratchlm.models.word2vec import Word2Vec, Word2VecConfig
+from scratchlm.models.word2vec import HS_PAIRS, Word2Vec, Word2VecConfig
 from test_embeddings import toy_text
 
 COUNTS = np.array([0, 0, 0, 0, 500, 300, 200, 100, 50, 50, 20, 10, 5, 1])  # ids 0-3: no count, not in the tree
@@ -87,12 +87,35 @@ def test_the_written_out_step_follows_autograd():
     assert torch.allclose(model.inner.weight, U - lr * U.grad, atol=1e-5)
 
 
-def test_a_long_batch_steps_in_parts_and_reports_its_loss_before_them():
-    model = hs_model()
+def test_a_long_batch_steps_in_parts_each_from_the_last_and_reports_their_losses_before_each():
+    model, replay = hs_model(), hs_model()
+    replay.load_state_dict(model.state_dict())
     centres, targets = torch.randint(4, 14, (600,)), torch.randint(4, 14, (600,))
     before = -model.log_probability(model.hidden(centres), targets).sum().item()
-    assert model.sgd_step(centres, None, targets, torch.tensor([4]), 0.01) == pytest.approx(before, rel=1e-5)
-    assert -model.log_probability(model.hidden(centres), targets).sum().item() < before
+    expected = 0.0
+    with torch.no_grad():
+        for part in (slice(0, HS_PAIRS), slice(HS_PAIRS, 2 * HS_PAIRS), slice(2 * HS_PAIRS, 600)):
+            expected += -replay.log_probability(replay.hidden(centres[part]), targets[part]).sum().item()
+            replay.sgd_step(centres[part], None, targets[part], torch.tensor([4]), 0.01)  # one step: short enough
+    assert model.sgd_step(centres, None, targets, torch.tensor([4]), 0.01) == pytest.approx(expected, rel=1e-5)
+    assert expected < before  # the later parts score on weights the earlier ones moved
+    assert torch.allclose(model.input.weight, replay.input.weight, atol=1e-6)
+    assert torch.allclose(model.inner.weight, replay.inner.weight, atol=1e-6)
+
+
+def test_a_part_whose_loss_is_not_finite_moves_nothing_and_ends_the_batch():
+    model = hs_model()
+    centres, targets = torch.randint(4, 13, (600,)), torch.randint(4, 14, (600,))
+    centres[HS_PAIRS + 3] = 13
+    with torch.no_grad():
+        model.input.weight[13] = math.inf  # the second part meets an infinite score
+        after_first = hs_model()
+        after_first.load_state_dict(model.state_dict())
+        after_first.sgd_step(centres[:HS_PAIRS], None, targets[:HS_PAIRS], torch.tensor([4]), 0.01)
+        assert not math.isfinite(model.sgd_step(centres, None, targets, torch.tensor([4]), 0.01))
+    assert torch.isfinite(after_first.inner.weight).all()
+    assert torch.equal(model.inner.weight, after_first.inner.weight)
+    assert torch.equal(model.input.weight, after_first.input.weight)
 
 
 @pytest.fixture(scope="module")

@@ -197,7 +197,8 @@ class Word2Vec(nn.Module):
         """One SGD step on a batch of pairs at rate `lr`; returns the batch's summed loss (before the step).
 
         A loss that is not finite leaves the weights as they were, so the trainer's NaN policy (stop, or
-        skip the batch) holds as it does for a step through the optimizer.
+        skip the batch) holds as it does for a step through the optimizer. The hierarchical softmax steps
+        a long batch in parts (`hs_steps`), and there the parts before a non-finite one stand.
         """
         if len(targets) == 0:
             return 0.0
@@ -214,21 +215,25 @@ class Word2Vec(nn.Module):
 
     def hs_steps(self, inputs: torch.Tensor, mask: torch.Tensor | None, targets: torch.Tensor, lr: float) -> float:
         """The hierarchical softmax's step per HS_PAIRS pairs (module docstring), each from the weights the one
-        before left; returns the whole batch's loss before any of them. The paths are gathered once for the
-        batch, and each part takes its rows, cut to its longest path."""
+        before left. Returns the sum of each part's loss before its own step, the running loss of sequential
+        SGD (the word2vec tool's and gensim's); scoring the whole batch once more before the first step cost
+        more than the steps (23 ms against 4.4 ms for 1,000 pairs on one thread). A part whose loss is not
+        finite moves nothing and ends the batch, the parts before it kept as the finite steps they were; the
+        trainer's NaN policy then stops the run or goes on. The paths are gathered once for the batch, and
+        each part takes its rows, cut to its longest path."""
         points, codes, steps = self.path(targets)
-        loss = self.hs_losses(self.hidden(inputs, mask), points, codes, steps)[0].sum().item()
-        if not math.isfinite(loss):
-            return loss
         lengths = self.code_lengths.index_select(0, targets).tolist()
+        loss = 0.0
         for start in range(0, len(targets), HS_PAIRS):
             part = slice(start, start + HS_PAIRS)
             L = max(max(lengths[part]), 1)
             part_mask = None if mask is None else mask[part]
             path = points[part, :L], codes[part, :L], steps[part, :L]
-            _, grad_h = self.hs_output_step(self.hidden(inputs[part], part_mask), path, lr)
-            if grad_h is not None:
-                self.input_step(inputs[part], part_mask, grad_h, lr)
+            part_loss, grad_h = self.hs_output_step(self.hidden(inputs[part], part_mask), path, lr)
+            loss += part_loss
+            if grad_h is None:
+                return loss
+            self.input_step(inputs[part], part_mask, grad_h, lr)
         return loss
 
     def input_step(self, inputs: torch.Tensor, mask: torch.Tensor | None, grad_h: torch.Tensor, lr: float) -> None:
