@@ -131,6 +131,24 @@ def ladder_rows(bench: str, seed: int, args: Sequence[str], tmp: Path) -> list[d
     return rows
 
 
+def carried_over(kept: dict | None, quick: bool, key: str, keep: Callable[[str], bool]) -> list[dict]:
+    """The detail rows of an earlier section (`kept`, of the same kind, quick or not) whose `key` (the model,
+    the rung) `keep` accepts, each with the date it was measured: bench/run.py --models runs a long race in
+    parts and carries the rows of the parts not run this time."""
+    if not kept or kept.get("quick") != quick:
+        return []
+    return [{**d, "measured": d.get("measured", kept["date"][:10])} for d in kept.get("details", [])
+            if key in d and keep(d[key])]
+
+
+def measured_apart(details: list[dict]) -> str | None:
+    """A note when the rows were measured on different days (parts of a race run apart), else None."""
+    if len(dates := {d["measured"] for d in details if "measured" in d}) > 1:
+        return (f"The rows were measured in separate runs (bench/run.py --models), on {', '.join(sorted(dates))}: "
+                "compare them knowing the machine's load may have differed.")
+    return None
+
+
 def log(message: str) -> None:
     """Progress for the person waiting: on stderr, so stdout stays clean."""
     print(message, file=sys.stderr, flush=True)

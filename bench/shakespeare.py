@@ -12,9 +12,10 @@ recurrent rung's, in the same run.
 from __future__ import annotations
 
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
-from common import Section, ladder_rows, log, rungs_over_seeds
+from common import BenchError, Section, carried_over, ladder_rows, log, measured_apart, rungs_over_seeds
 
 NAME = "shakespeare"
 TITLE = "Every language-model rung on tiny-shakespeare (char), 140 s each"
@@ -29,15 +30,28 @@ QUICK_RUNGS = ("lstm", "gru", "awd-lstm", "gpt")  # --quick: the strongest rungs
 NOT_RECURRENT = {"ngram", "mlp3", "gpt"}  # the rungs "the best recurrent rung" is not chosen from
 
 
-def run(quick: bool = False) -> Section:
+def run(quick: bool = False, models: list[str] | None = None, kept: dict | None = None) -> Section:
+    """`models`: these rungs only, at the same budget and seeds (the strongest, `lstm gru awd-lstm gpt`, take
+    a third of the hour and a half every rung takes); `kept`: the section recorded before (bench/run.py passes
+    it with --models), whose rows for the rungs not run now are carried over with the date each was measured."""
     if not DATA.exists():
         return Section([], [f"skipped: {DATA} is not here"])
+    from scratchlm.models.registry import REGISTRY
+
+    rungs = [name for name, spec in REGISTRY.items() if spec.task == "lm"]
+    if unknown := sorted(set(models or []) - set(rungs)):
+        raise BenchError(f"unknown language-model rung(s) {', '.join(unknown)}; choose from {', '.join(rungs)}")
     seeds, budget = (SEEDS[:1], BUDGET_S / 5) if quick else (SEEDS, BUDGET_S)
+    picked = tuple(models) if models else QUICK_RUNGS if quick else None
+    today = datetime.now(UTC).date().isoformat()
     details = []
     with tempfile.TemporaryDirectory(prefix="scratchlm-bench-shakespeare-") as tmp:
         for seed in seeds:
-            details.extend(ladder_once(seed, budget, QUICK_RUNGS if quick else None, Path(tmp)))
-    return summarize(details, budget)
+            details.extend({**row, "measured": today} for row in ladder_once(seed, budget, picked, Path(tmp)))
+    raced = {d["rung"] for d in details}
+    details += carried_over(kept, quick, "rung", lambda rung: rung in rungs and rung not in raced)
+    details.sort(key=lambda d: (rungs.index(d["rung"]), d["seed"]))  # the ladder's order, whichever part ran
+    return summarize(details, budget, rungs)
 
 
 def ladder_once(seed: int, budget: float, rungs: tuple[str, ...] | None, tmp: Path) -> list[dict]:
@@ -48,11 +62,17 @@ def ladder_once(seed: int, budget: float, rungs: tuple[str, ...] | None, tmp: Pa
     return rows
 
 
-def summarize(details: list[dict], budget: float) -> Section:
+def summarize(details: list[dict], budget: float, rungs: list[str]) -> Section:
+    """The table and its notes; `rungs`: every language-model rung, to name those not run."""
     _, rows = rungs_over_seeds(details, ("valid_loss", "bpc", "accuracy", "seconds", "tokens_per_second"))
     seeds = sorted({d["seed"] for d in details})
     notes = [f"Seeds {', '.join(map(str, seeds))}; command: `scratchlm ladder --data {DATA.name} --tokenizer char "
              f"--time {budget:g} --seed S`."]
+    if left_out := [rung for rung in rungs if rung not in {r["rung"] for r in rows}]:
+        notes.append(f"Not run: {', '.join(left_out)} (bench/run.py --models ran the others); \"the best recurrent "
+                     "rung\" below is the best of those run.")
+    if apart := measured_apart(details):
+        notes.append(apart)
     ranked = sorted(rows, key=lambda r: r["valid_loss"]["median"])
     notes.append("By median validation loss: " + ", ".join(f"{r['rung']} {r['valid_loss']['median']:.3f}"
                                                            for r in ranked) + ".")

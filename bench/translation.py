@@ -22,7 +22,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from common import BenchError, Section, log, run_child, scratchlm_command
+from common import BenchError, Section, carried_over, log, measured_apart, run_child, scratchlm_command
 
 NAME = "translation"
 TITLE = "Translation, English to French (Tatoeba eng-fra.tsv): BLEU and chrF under one time budget"
@@ -68,20 +68,12 @@ def run(quick: bool = False, models: list[str] | None = None, kept: dict | None 
         for name, (what, args) in MODELS.items():
             if not models or name in models:
                 raced[name] = {**train_and_score(name, what, args, budget, Path(tmp)), "measured": today}
-    carried = carried_over(kept, quick, set(raced))
+    carried = {d["model"]: d for d in carried_over(kept, quick, "model", lambda m: m in MODELS and m not in raced)}
     details = [raced.get(name) or carried[name] for name in MODELS if name in raced or name in carried]
     rows = [{k: v for k, v in d.items() if k not in ("history", "by_length", "sweep", "signature")} for d in details]
     plot(details)
     peer = against_nn_transformer(rounds=2 if quick else 4)
     return Section(rows, notes(details, budget, peer), [*details, peer])
-
-
-def carried_over(kept: dict | None, quick: bool, raced: set[str]) -> dict[str, dict]:
-    """The rows of an earlier section (of the same kind, quick or not) for the models not raced now."""
-    if not kept or kept.get("quick") != quick:
-        return {}
-    return {d["model"]: {**d, "measured": d.get("measured", kept["date"][:10])} for d in kept.get("details", [])
-            if d.get("model") in MODELS and d["model"] not in raced}
 
 
 def plot(details: list[dict]) -> None:
@@ -225,9 +217,8 @@ def notes(details: list[dict], budget: float, peer: dict | None = None) -> list[
     out = [f"Budget {budget:.0f} s of training per model, seed 0, 2 CPU threads; BLEU {details[0]['signature']}."]
     if left_out := [name for name in MODELS if name not in by_name]:
         out.append(f"Not measured: {', '.join(left_out)} (bench/run.py --models raced the others).")
-    if len(dates := {d["measured"] for d in details if "measured" in d}) > 1:
-        out.append(f"The rows were measured in separate runs (bench/run.py --models), on {', '.join(sorted(dates))}: "
-                   "compare them knowing the machine's load may have differed.")
+    if apart := measured_apart(details):
+        out.append(apart)
     attn, tmt = by_name.get("seq2seq-attn"), by_name.get("transformer-mt")
     for name, row, target, aim in (("seq2seq-attn", attn, TARGET, AIM),
                                    ("transformer-mt", tmt, TRANSFORMER_TARGET, TRANSFORMER_AIM)):
