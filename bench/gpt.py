@@ -181,7 +181,8 @@ def copy_weights(ours, hf) -> None:
 def measure_training(ours, hf, batches, rounds: int, steps: int, device: str = "cpu", compiled=None) -> dict:
     """Alternating rounds of `steps` steps each, the same batches for both; tokens/s over all rounds.
     On a GPU both run under bf16 autocast with AdamW's fused kernel, as `scratchlm train` does there.
-    `compiled`, a torch.compile'd copy of `ours`, runs a third turn each round (compiling in round 0)."""
+    `compiled`: torch.compile'd copies ({"scratchlm": ..., "hf": ...}), each a turn of its own each round
+    (compiling in round 0), named NAME_compiled."""
     import torch
     import torch.nn.functional as F
 
@@ -198,8 +199,8 @@ def measure_training(ours, hf, batches, rounds: int, steps: int, device: str = "
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
 
     models = {"scratchlm": (ours, step_ours), "hf": (hf, step_hf)}
-    if compiled is not None:
-        models["scratchlm_compiled"] = (compiled, step_ours)
+    for name, model in (compiled or {}).items():
+        models[f"{name}_compiled"] = (model, models[name][1])
     optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1,
                                           fused=fused_adamw(dev)) for name, (m, _) in models.items()}
     seconds = dict.fromkeys(models, 0.0)
@@ -304,7 +305,7 @@ def measure(quick: bool, device: str = "cpu", compile: bool = False) -> dict:
     with torch.no_grad():
         init_diff = (ours.eval()(x)[0] - hf.eval()(input_ids=x).logits).abs().max().item()
     batches = lm_batches(data.train_ids, c["batch_size"], c["block_size"], carries_state=False)
-    compiled = torch.compile(copy.deepcopy(ours)) if compile else None  # the same starting weights
+    compiled = {"scratchlm": torch.compile(copy.deepcopy(ours))} if compile else None  # the same starting weights
     train = measure_training(ours, hf, batches, rounds=4 if quick else 10, steps=20, device=device, compiled=compiled)
     tune_cpu_threads(dev, n_parameters, 1)
     threads["generation"] = torch.get_num_threads()

@@ -32,6 +32,7 @@ import classify
 import embedding_methods
 import embeddings
 import gpt
+import gpt2_small
 import gpt_gpu
 import human_numbers
 import ladder
@@ -46,8 +47,8 @@ from common import BenchError, Section, log
 
 # Every benchmark, in the order they run and appear in RESULTS.md. A benchmark is a module with NAME,
 # TITLE, ABOUT and run(quick: bool) -> Section; adding one is adding it here (see bench/README.md).
-BENCHMARKS: list[ModuleType] = [human_numbers, ladder, wikitext, ngram, gpt, gpt_gpu, shakespeare, translation, classify,
-                                embeddings, embedding_methods, memory, reliability, shared_machine]
+BENCHMARKS: list[ModuleType] = [human_numbers, ladder, wikitext, ngram, gpt, gpt_gpu, gpt2_small, shakespeare, translation,
+                                classify, embeddings, embedding_methods, memory, reliability, shared_machine]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 FORMAT = "scratchlm-bench/1"
