@@ -97,7 +97,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="run only these benchmarks; the others' sections are kept")
     p.add_argument("--quick", action="store_true", help="fewer seeds and smaller inputs: minutes, not tens")
     p.add_argument("--models", nargs="+", action="extend", metavar="MODEL",
-                   help="with --only translation: race only these models, keeping the recorded rows of the others")
+                   help="with --only translation or shakespeare: run only these models (rungs), keeping the "
+                        "recorded rows of the others")
     p.add_argument("--results", type=Path, default=RESULTS_DIR, help="where to write (default bench/results)")
     p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     return p.parse_args(argv)

@@ -42,7 +42,7 @@ def run(quick: bool = False, models: list[str] | None = None, kept: dict | None 
     if unknown := sorted(set(models or []) - set(rungs)):
         raise BenchError(f"unknown language-model rung(s) {', '.join(unknown)}; choose from {', '.join(rungs)}")
     seeds, budget = (SEEDS[:1], BUDGET_S / 5) if quick else (SEEDS, BUDGET_S)
-    picked = tuple(models) if models else QUICK_RUNGS if quick else None
+    picked = tuple(dict.fromkeys(models)) if models else QUICK_RUNGS if quick else None
     today = datetime.now(UTC).date().isoformat()
     details = []
     with tempfile.TemporaryDirectory(prefix="scratchlm-bench-shakespeare-") as tmp:
@@ -51,7 +51,7 @@ def run(quick: bool = False, models: list[str] | None = None, kept: dict | None 
     raced = {d["rung"] for d in details}
     details += carried_over(kept, quick, "rung", lambda rung: rung in rungs and rung not in raced)
     details.sort(key=lambda d: (rungs.index(d["rung"]), d["seed"]))  # the ladder's order, whichever part ran
-    return summarize(details, budget, rungs)
+    return summarize(details, budget, rungs if models else None)
 
 
 def ladder_once(seed: int, budget: float, rungs: tuple[str, ...] | None, tmp: Path) -> list[dict]:
@@ -62,13 +62,13 @@ def ladder_once(seed: int, budget: float, rungs: tuple[str, ...] | None, tmp: Pa
     return rows
 
 
-def summarize(details: list[dict], budget: float, rungs: list[str]) -> Section:
-    """The table and its notes; `rungs`: every language-model rung, to name those not run."""
+def summarize(details: list[dict], budget: float, rungs: list[str] | None = None) -> Section:
+    """The table and its notes; `rungs`, with --models: every language-model rung, to name those not run."""
     _, rows = rungs_over_seeds(details, ("valid_loss", "bpc", "accuracy", "seconds", "tokens_per_second"))
     seeds = sorted({d["seed"] for d in details})
     notes = [f"Seeds {', '.join(map(str, seeds))}; command: `scratchlm ladder --data {DATA.name} --tokenizer char "
              f"--time {budget:g} --seed S`."]
-    if left_out := [rung for rung in rungs if rung not in {r["rung"] for r in rows}]:
+    if rungs and (left_out := [rung for rung in rungs if rung not in {r["rung"] for r in rows}]):
         notes.append(f"Not run: {', '.join(left_out)} (bench/run.py --models ran the others); \"the best recurrent "
                      "rung\" below is the best of those run.")
     if apart := measured_apart(details):

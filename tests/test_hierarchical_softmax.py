@@ -103,19 +103,31 @@ def test_a_long_batch_steps_in_parts_each_from_the_last_and_reports_their_losses
     assert torch.allclose(model.inner.weight, replay.inner.weight, atol=1e-6)
 
 
-def test_a_part_whose_loss_is_not_finite_moves_nothing_and_ends_the_batch():
+def test_a_part_whose_loss_is_not_finite_leaves_the_weights_as_the_batch_found_them():
     model = hs_model()
     centres, targets = torch.randint(4, 13, (600,)), torch.randint(4, 14, (600,))
-    centres[HS_PAIRS + 3] = 13
+    centres[HS_PAIRS + 3] = 13  # the first part steps; the second meets an infinite score
     with torch.no_grad():
-        model.input.weight[13] = math.inf  # the second part meets an infinite score
-        after_first = hs_model()
-        after_first.load_state_dict(model.state_dict())
-        after_first.sgd_step(centres[:HS_PAIRS], None, targets[:HS_PAIRS], torch.tensor([4]), 0.01)
+        model.input.weight[13] = math.inf
+        W, U = model.input.weight.clone(), model.inner.weight.clone()
         assert not math.isfinite(model.sgd_step(centres, None, targets, torch.tensor([4]), 0.01))
-    assert torch.isfinite(after_first.inner.weight).all()
-    assert torch.equal(model.inner.weight, after_first.inner.weight)
-    assert torch.equal(model.input.weight, after_first.input.weight)
+    assert torch.equal(model.input.weight, W) and torch.equal(model.inner.weight, U)
+    assert math.isfinite(model.sgd_step(centres[:HS_PAIRS], None, targets[:HS_PAIRS], torch.tensor([4]), 0.01))
+    assert not torch.equal(model.inner.weight, U)  # the first part alone does move them
+
+
+def test_cbow_in_parts_leaves_the_weights_too_when_a_part_is_not_finite():
+    torch.manual_seed(0)
+    model = Word2Vec(Word2VecConfig(vocab_size=len(COUNTS), dim=5, loss="hs", cbow=True))
+    model.build_tree(COUNTS)
+    torch.nn.init.normal_(model.inner.weight)
+    contexts, mask = torch.randint(4, 13, (600, 4)), torch.ones(600, 4)
+    contexts[500, 1], mask[500, 3] = 13, 0.0  # the third part reads the infinite vector
+    with torch.no_grad():
+        model.input.weight[13] = math.inf
+        W, U = model.input.weight.clone(), model.inner.weight.clone()
+        assert not math.isfinite(model.sgd_step(contexts, mask, torch.randint(4, 14, (600,)), torch.tensor([4]), 0.01))
+    assert torch.equal(model.input.weight, W) and torch.equal(model.inner.weight, U)
 
 
 @pytest.fixture(scope="module")

@@ -295,7 +295,7 @@ class Trainer:
 
         A NaN/inf loss takes no step and returns the loss for the caller's policy; the state that went
         through it is NaN too, so none is carried on. A task whose `own_step` is set takes the step itself
-        (word2vec: gradients written out, sparse updates), at the schedule's rate, and the optimizer idles."""
+        (word2vec: gradients written out, sparse updates), at the schedule's rate that `RateOnly` holds."""
         if self.task.own_step:
             loss_sum, count = self.task.step(self.model, batch, self.optimizer.param_groups[0]["lr"])
             return loss_sum / max(count, 1), None, count
