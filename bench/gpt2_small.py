@@ -138,7 +138,7 @@ def measure(device: str, tiny: bool, quick: bool, compile: bool) -> dict:
     batches = RandomBatches(steps * (rounds + 1), c["batch_size"], c["block_size"], c["vocab_size"])
     train = gpt.measure_training(ours, hf, batches, rounds=rounds, steps=steps, device=device, compiled=compiled)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
-    per_token, peak = flops_per_token(n_weights, c), peak_flops(name) if dev.type == "cuda" else None
+    per_token, peak = flops_per_token(n_weights, c), peak_flops(name)  # no peak for "cpu"
     for t in train.values():
         t["mfu"] = round(t["tokens_per_second"] * per_token / peak, 4) if peak else None
     return {"device": name, "torch": f"torch {torch.__version__}", "config": c, "n_parameters": n_parameters,
