@@ -188,7 +188,9 @@ SPECS = [
               {**CLASSIFIER, "lr": 1e-2, "epochs": 6}),
     # word2vec's own recipe: SGD from 0.025 falling linearly to 0, 5 epochs. A batch is the pairs of 256 words:
     # the summed steps of a batch come nearer sequential SGD as it shrinks. On WikiText-2 (analogy accuracy,
-    # median of seeds 0-2) 512 words gave 1.25%, 256 1.45%, 128 1.56% (gensim 1.41-1.72%); 128 took ~1.3x as long
+    # median of seeds 0-2) 512 words gave 1.25%, 256 1.45%, 128 1.56% (gensim 1.41-1.72%). With 32 shared
+    # negatives (means of seeds 0-14), 128 words gave 1.45% against 256's 1.35% in 1.3x the time; 64 negatives
+    # at 256 words gave 1.51% in the same time, and higher WordSim-353 and SimLex-999 (see Word2VecConfig)
     ModelSpec("word2vec", "skip-gram with negative sampling or the hierarchical softmax (or CBOW), subsampling of "
               "frequent words, a dynamic window (Mikolov et al. 2013)", "embeddings", Word2VecConfig, Word2Vec, {},
               {"lr": 0.025, "epochs": 5, "schedule": "linear", "warmup": 0.0, "batch_size": 256, "weight_decay": 0.0}),
