@@ -1,8 +1,8 @@
 """What every benchmark shares: the `Section` it returns, and running a child process with its peak RSS.
 
 Benchmarks measure in child processes, never in the runner itself: a fresh interpreter per measurement
-gives each one its own peak resident memory (read from `wait4`, the kernel's ru_maxrss of that child
-alone) and keeps one measurement's caches and allocator state out of the next.
+gives each one its own peak resident memory (`child_peak_rss_mb`) and keeps one measurement's caches and
+allocator state out of the next.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class ChildResult:
 
     returncode: int
     wall_seconds: float
-    peak_rss_mb: float  # ru_maxrss of this child (and any children it waited for), in MiB
+    peak_rss_mb: float  # the child's own peak resident memory, in MiB (see child_peak_rss_mb)
     stdout: str
     stderr: str
 
@@ -64,7 +64,9 @@ def run_child(command: Sequence[str], workdir: Path, env: dict[str, str] | None 
     """
     workdir.mkdir(parents=True, exist_ok=True)
     out_path, err_path = workdir / "stdout.txt", workdir / "stderr.txt"
+    sampled = 0.0  # the child's VmHWM at the last poll
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        runner_peak = proc_status_mb(os.getpid(), "VmHWM").get("VmHWM", 0.0)
         start = time.perf_counter()
         child = subprocess.Popen(list(command), stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                                  env={**os.environ, **(env or {})})
@@ -72,17 +74,34 @@ def run_child(command: Sequence[str], workdir: Path, env: dict[str, str] | None 
             pid, status, usage = os.wait4(child.pid, os.WNOHANG)
             if pid:
                 break
+            sampled = max(sampled, proc_status_mb(child.pid, "VmHWM").get("VmHWM", 0.0))
             if on_poll:
                 on_poll(child.pid, time.perf_counter() - start)
             time.sleep(poll_seconds)
         wall = time.perf_counter() - start
         child.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: tell Popen so it does not wait
-    result = ChildResult(child.returncode, wall, usage.ru_maxrss / 1024, out_path.read_text(errors="replace"),
+    peak = child_peak_rss_mb(usage.ru_maxrss / 1024, runner_peak, sampled)
+    result = ChildResult(child.returncode, wall, peak, out_path.read_text(errors="replace"),
                          err_path.read_text(errors="replace"))
     if result.returncode != 0:
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
         raise BenchError(f"`{' '.join(command)}` exited with {result.returncode}:\n{tail}")
     return result
+
+
+def child_peak_rss_mb(ru_maxrss_mb: float, runner_peak_mb: float, sampled_peak_mb: float) -> float:
+    """A child's own peak RSS, from `wait4`'s ru_maxrss, the runner's VmHWM when it started the child, and the
+    child's VmHWM as last polled.
+
+    Linux keeps the peak of the memory a process replaces at exec (its parent's, after vfork or fork) in
+    ru_maxrss, so a child of a runner that has grown to 380 MB reports at least 380 MB, however little
+    it used itself. ru_maxrss is the child's own peak when it is above the runner's; otherwise the child
+    never rose above the runner, and its VmHWM, which counts from its own exec, as last polled (up to one
+    poll short of its end) is the figure: ru_maxrss when no poll saw it (a child that ended at once).
+    """
+    if ru_maxrss_mb > runner_peak_mb + 1 or not sampled_peak_mb:
+        return ru_maxrss_mb
+    return sampled_peak_mb
 
 
 def proc_status_mb(pid: int, *keys: str) -> dict[str, float]:

@@ -23,7 +23,7 @@ ABOUT = ("Trains mlp3, rnn3, rnn-stateful, rnn and rnn-deep with their registry 
          "best the highest accuracy of any evaluation. Book: the accuracy fast.ai's chapter 12 reports for the "
          "same model; vs book: how far the median final accuracy lies above (+) or below (-) it. Train s and "
          "tokens/s come from the run's own metrics (training time, evaluations not counted); peak RSS is the "
-         "child's ru_maxrss. Figures are median (min-max) over the seeds.")
+         "child's own peak (bench/common.py). Figures are median (min-max) over the seeds.")
 
 RUNGS = ("mlp3", "rnn3", "rnn-stateful", "rnn", "rnn-deep")
 SEEDS = (0, 1, 2)

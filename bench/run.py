@@ -134,7 +134,7 @@ def git_commit() -> str | None:
 
 
 def machine(torch: ModuleType) -> dict[str, Any]:
-    """CPU model, cores, RAM, AMX (what bf16 on CPU depends on) and the GPUs torch sees."""
+    """CPU model, cores, RAM, AMX and AVX-512 bf16 (what bf16 on CPU depends on) and the GPUs torch sees."""
     cpuinfo = read_text("/proc/cpuinfo")
     model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
                  platform.processor() or platform.machine())
@@ -144,7 +144,7 @@ def machine(torch: ModuleType) -> dict[str, Any]:
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
     return {"cpu": model, "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
             "ram_gb": round(mem_kb / 2**20, 1), "amx": any(f.startswith("amx") for f in flags),
-            "gpu": ", ".join(gpus) or None, "os": platform.platform()}
+            "avx512_bf16": "avx512_bf16" in flags, "gpu": ", ".join(gpus) or None, "os": platform.platform()}
 
 
 def read_text(path: str) -> str:
@@ -236,9 +236,14 @@ def render(results: dict) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def avx512_bf16(m: dict) -> str:
+    """', AVX-512 bf16 yes/no', or nothing for a machine recorded before the flag was."""
+    return "" if "avx512_bf16" not in m else f", AVX-512 bf16 {'yes' if m['avx512_bf16'] else 'no'}"
+
+
 def describe_machine(m: dict) -> str:
     return (f"{m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), {m['ram_gb']:g} GB RAM, "
-            f"AMX {'yes' if m['amx'] else 'no'}, GPU {m['gpu'] or 'none'}; {m['os']}")
+            f"AMX {'yes' if m['amx'] else 'no'}{avx512_bf16(m)}, GPU {m['gpu'] or 'none'}; {m['os']}")
 
 
 def describe_versions(v: dict) -> str:

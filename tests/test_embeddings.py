@@ -201,6 +201,59 @@ def test_a_step_whose_loss_is_not_finite_changes_nothing():
     assert torch.equal(model.input.weight[:6], before["input.weight"][:6])
 
 
+@pytest.mark.parametrize("cbow", [False, True])
+def test_the_bf16_step_moves_the_vectors_as_the_fp32_step_does(cbow: bool):
+    """The three products with the shared negatives in bf16 (the pairs padded to BF16_ROWS): the same step to
+    bf16's precision, whatever the number of pairs, and the padding's rows pull no negative."""
+    torch.manual_seed(0)
+    config = Word2VecConfig(vocab_size=300, dim=16, window=2, shared_negatives=64, cbow=cbow)
+    start = Word2Vec(config)
+    with torch.no_grad():
+        start.output.weight.normal_(std=0.3)
+    for B in (1, 127, 129, 300):
+        fp32, bf16 = Word2Vec(config), Word2Vec(config)
+        fp32.load_state_dict(start.state_dict())
+        bf16.load_state_dict(start.state_dict())
+        targets = torch.randint(5, 300, (B,))
+        inputs = torch.randint(5, 300, (B, 4) if cbow else (B,))
+        mask = torch.ones(B, 4) if cbow else None
+        negatives = torch.randint(5, 300, (64,))
+        loss = fp32.sgd_step(inputs, mask, targets, negatives, 0.5)
+        assert bf16.sgd_step(inputs, mask, targets, negatives, 0.5, bf16=True) == pytest.approx(loss, rel=1e-2)
+        for before, a, b in zip(start.parameters(), fp32.parameters(), bf16.parameters(), strict=True):
+            assert b.dtype == torch.float32
+            step, step_in_bf16 = a - before, b - before
+            assert (step_in_bf16 - step).abs().max() <= 0.02 * step.abs().max()  # bf16 keeps 8 bits of each factor
+        assert not torch.equal(fp32.output.weight, bf16.output.weight)  # it is bf16's arithmetic, not fp32's
+
+
+def test_a_bf16_step_whose_loss_is_not_finite_changes_nothing():
+    model = Word2Vec(Word2VecConfig(vocab_size=10, dim=4))
+    with torch.no_grad():
+        model.input.weight[6] = float("nan")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loss = model.sgd_step(torch.tensor([6, 7]), None, torch.tensor([7, 8]), torch.tensor([5, 9]), 0.1, bf16=True)
+    assert loss != loss  # NaN
+    assert torch.equal(model.output.weight, before["output.weight"])
+    assert torch.equal(model.input.weight[:6], before["input.weight"][:6])
+
+
+@pytest.mark.parametrize("flags, settings, expected", [
+    ({"avx512_bf16"}, {}, "bf16"),  # the shared negatives' products pay where AVX-512 multiplies bf16
+    (set(), {}, "fp32"),
+    ({"avx512_bf16", "amx_bf16"}, {"loss": "hs"}, "fp32"),  # no products to speed up
+    ({"avx512_bf16", "amx_bf16"}, {"shared_negatives": 0}, "fp32"),
+])
+def test_precision_auto_takes_bf16_for_word2vec_where_the_cpu_multiplies_it(flags, settings, expected, tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch, toy_file: Path):
+    from scratchlm import speed
+
+    monkeypatch.setattr(speed, "cpu_flags", lambda: frozenset(flags))
+    run = scratchlm.train(str(toy_file), "word2vec", tmp_path / "run", epochs=1, min_count=2, batch_size=64,
+                          settings=settings)
+    assert run.config["resolved"]["precision"] == expected
+
+
 # ------------------------------------------------------------------ training
 
 

@@ -135,3 +135,26 @@ def test_gpu_path_trains_with_every_switch_on(tmp_path: Path):
     assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cuda.flash_sdp_enabled()
     assert run.metrics[-1]["valid_loss"] < 3.0
     assert len(run.generate("one . two .", tokens=5).split()) == 5
+
+
+@pytest.mark.parametrize("flags, parameters, rule, expected", [
+    ({"amx_bf16", "avx512_bf16"}, 10_000_000, speed.BF16_ON_CPU, "bf16"),  # autocast's rule: AMX and a large model
+    ({"amx_bf16", "avx512_bf16"}, 1_000_000, speed.BF16_ON_CPU, "fp32"),  # the casts outweigh the products
+    ({"avx512_bf16"}, 10_000_000, speed.BF16_ON_CPU, "fp32"),  # autocast was not measured faster without AMX
+    ({"avx512_bf16"}, 1_000, ("avx512_bf16", 0), "bf16"),  # a model's own rule (word2vec's step)
+    ({"amx_bf16", "avx512_bf16"}, 10_000_000, None, "fp32"),  # a model whose step has no products (GloVe)
+])
+def test_precision_auto_on_a_cpu_follows_the_models_rule(flags, parameters, rule, expected,
+                                                        monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(speed, "cpu_flags", lambda: frozenset(flags))
+    assert speed.resolve_precision("auto", torch.device("cpu"), parameters, rule) == expected
+    assert speed.resolve_precision("fp32", torch.device("cpu"), parameters, rule) == "fp32"  # a user's word is final
+    assert speed.resolve_precision("bf16", torch.device("cpu"), parameters, rule) == "bf16"
+
+
+def test_cpu_flags_are_read_from_the_kernel():
+    flags = speed.cpu_flags()
+    assert isinstance(flags, frozenset)
+    if Path("/proc/cpuinfo").exists():
+        assert ":" not in flags and "flags" not in flags  # the features alone, not the line's label
+        assert "fpu" in flags or not flags  # every x86 CPU reports fpu; other architectures name theirs otherwise

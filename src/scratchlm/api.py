@@ -29,7 +29,7 @@ from scratchlm.models.base import fits_by_counting, parameter_count
 from scratchlm.models.registry import DEFAULT_MODEL, ModelSpec, get_spec
 from scratchlm.plots import plot_losses, plot_lr_find
 from scratchlm.run import Run
-from scratchlm.speed import resolve_device, resolve_precision, to_device, tune_cpu_threads
+from scratchlm.speed import BF16_ON_CPU, resolve_device, resolve_precision, to_device, tune_cpu_threads
 from scratchlm.tasks import get_task, task_of_run
 from scratchlm.trainer import TrainConfig, Trainer, seed_everything
 
@@ -149,7 +149,7 @@ def fit_run(run_dir: RunDir, plan: Plan, resume: bool, progress: bool | str, cac
     train_batches, valid_batches = task.batches(data, train_cfg, model, world)
     device = world.device
     n_parameters = parameter_count(model)
-    precision = resolve_precision(train_cfg.precision, device, n_parameters)
+    precision = resolve_precision(train_cfg.precision, device, n_parameters, getattr(model, "bf16_on_cpu", BF16_ON_CPU))
     tune_cpu_threads(device, n_parameters, task.matmul_rows(model, train_cfg, world))
     model.to(device)
     resolved = {"device": device.type, "precision": precision}
@@ -235,7 +235,7 @@ def lr_find(data: str | None = None, model: str | None = None, *, plot: str | Pa
     plan.task.init_model(net, data_)
     batches, valid = plan.task.batches(data_, plan.train, net, World())
     device = resolve_device(plan.train.device)
-    precision = resolve_precision(plan.train.precision, device, parameter_count(net))
+    precision = resolve_precision(plan.train.precision, device, parameter_count(net), getattr(net, "bf16_on_cpu", BF16_ON_CPU))
     net.to(device).train()
     trainer = Trainer(net, plan.task, batches, valid, plan.train, None, device, precision, progress=False)
     lrs, losses, smoothed, best, carry = [], [], 0.0, math.inf, None

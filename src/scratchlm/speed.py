@@ -1,9 +1,11 @@
 """Where the hardware is chosen and every speed switch is set, in one place.
 
-`--device auto` takes a CUDA GPU when there is one. `--precision auto` uses bf16 autocast where it is
-known to pay: on CUDA GPUs that support it, and on CPUs with AMX tiles (Intel Sapphire Rapids and
-later) for models large enough that the matmuls dominate; small models stay in fp32, where the casts
-cost more than they save. On GPUs: TF32 matmuls, SDPA's flash attention kernel, batches copied from
+`--device auto` takes a CUDA GPU when there is one. `--precision auto` uses bf16 where it is known to
+pay: on CUDA GPUs that support it, and on a CPU where the model's bf16 measured faster (`BF16_ON_CPU`).
+A model trained under autocast takes it on CPUs with AMX tiles (Intel Sapphire Rapids and later) when
+large enough that the matmuls dominate; small models stay in fp32, where the casts cost more than they
+save. A model may name its own rule (word2vec's step, whose bf16 matmuls pay wherever the CPU has
+AVX-512 bf16 dot products). On GPUs: TF32 matmuls, SDPA's flash attention kernel, batches copied from
 pinned memory without blocking, AdamW's fused kernel; `--compile` adds torch.compile anywhere. Each
 switch is one line or one function below, and each is a no-op on the CPU but for compile. On the CPU,
 the intra-op threads are the cores this process may use that other work leaves free (`cpu_threads`),
@@ -36,6 +38,9 @@ from scratchlm.errors import UserError
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 AMX_MIN_PARAMETERS = 5_000_000  # below this, bf16 on AMX measured slower than fp32 (casts dominate)
+# When `--precision auto` takes bf16 on a CPU: (the CPU flag it needs, the fewest parameters), or None for
+# never. A model class may set its own `bf16_on_cpu`; this is the rule of models trained under autocast.
+BF16_ON_CPU = ("amx_bf16", AMX_MIN_PARAMETERS)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -53,22 +58,29 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 @cache
-def cpu_has_amx() -> bool:
-    """AMX bf16 tiles, read from the CPU flags the kernel reports."""
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as the kernel reports them (amx_bf16, avx512_bf16, ...); none off Linux."""
     try:
-        return "amx_bf16" in Path("/proc/cpuinfo").read_text()
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
+        return frozenset()
+    return frozenset(word for line in text.splitlines() if line.startswith("flags") for word in line.split()[2:])
 
 
-def resolve_precision(name: str, device: torch.device, n_parameters: int) -> str:
+def resolve_precision(name: str, device: torch.device, n_parameters: int,
+                      bf16_on_cpu: tuple[str, int] | None = BF16_ON_CPU) -> str:
+    """fp32 or bf16 for `--precision NAME`: auto takes bf16 on a CUDA GPU that has it, and on a CPU by the
+    model's rule `bf16_on_cpu` (BF16_ON_CPU)."""
     if name not in PRECISIONS:
         raise UserError(f"unknown precision {name!r}; choose one of {', '.join(PRECISIONS)}")
     if name != "auto":
         return name
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if cpu_has_amx() and n_parameters >= AMX_MIN_PARAMETERS else "fp32"
+    if bf16_on_cpu is None:
+        return "fp32"
+    flag, fewest_parameters = bf16_on_cpu
+    return "bf16" if flag in cpu_flags() and n_parameters >= fewest_parameters else "fp32"
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

@@ -297,7 +297,7 @@ class Trainer:
         through it is NaN too, so none is carried on. A task whose `own_step` is set takes the step itself
         (word2vec: gradients written out, sparse updates), at the schedule's rate that `RateOnly` holds."""
         if self.task.own_step:
-            loss_sum, count = self.task.step(self.model, batch, self.optimizer.param_groups[0]["lr"])
+            loss_sum, count = self.task.step(self.model, batch, self.optimizer.param_groups[0]["lr"], self.precision)
             return loss_sum / max(count, 1), None, count
         with autocast(self.device, self.precision):
             loss, carry, tokens = self.task.loss(self.net, self.model, batch, carry, progress)

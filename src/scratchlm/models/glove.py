@@ -179,6 +179,7 @@ class GloVe(nn.Module):
     buffers (saved with the weights, so a resumed run steps exactly as an unbroken one)."""
 
     update_rule = "AdaGrad, gradients written out"  # the run's first line: the model steps itself, no optimizer
+    bf16_on_cpu = None  # --precision auto keeps fp32 on a CPU: the step has no matrix product for bf16 to speed up
 
     def __init__(self, config: GloVeConfig):
         super().__init__()

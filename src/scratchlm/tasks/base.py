@@ -23,7 +23,7 @@ and, for the verbs, `run_class` (the Python API's Run for this task's runs: a su
 and `tokenizer_files` (what the run directory holds besides the weights). A model that learns by
 counting, not by steps (an n-gram model), is fit by `count(model, batches)`: once, on the data the
 training batches are cut from. A task whose steps are too small for autograd and an optimizer
-(word2vec) sets `own_step` and takes each step in `step(model, batch, lr)`; the loop stays the trainer's.
+(word2vec) sets `own_step` and takes each step in `step(model, batch, lr, precision)`; the loop stays the trainer's.
 
 The batches protocol, which `LMStream` and `WindowBatches` follow and every task's batches must:
 
@@ -143,10 +143,11 @@ class Task:
         raise UserError(f"{type(model).__name__} learns by counting a token stream, which {self.title} data "
                         "does not give")
 
-    def step(self, model: nn.Module, batch: Batch, lr: float) -> tuple[float, int]:
+    def step(self, model: nn.Module, batch: Batch, lr: float, precision: str = "fp32") -> tuple[float, int]:
         """One training step that updates `model` in place at rate `lr`, for a task with `own_step`: the
-        batch's summed loss and the pairs (tokens) it read. A loss that is not finite must leave the
-        weights untouched, so that the trainer's NaN policy holds."""
+        batch's summed loss and the pairs (tokens) it read. `precision` is the run's resolved one (fp32 or
+        bf16), for the step's products to honour. A loss that is not finite must leave the weights
+        untouched, so that the trainer's NaN policy holds."""
         raise NotImplementedError
 
     def lr_scale(self, batch: Batch, cfg: Any) -> float:

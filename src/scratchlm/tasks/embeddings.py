@@ -480,11 +480,12 @@ class Embeddings(Task):
         positive, negative = model.scores(h, targets, negatives)
         return model.pair_loss(positive, negative, negatives.dim() == 1).mean(), None, len(targets)
 
-    def step(self, model: nn.Module, batch: Batch, lr: float) -> tuple[float, int]:
-        if hasattr(model, "take_step"):
+    def step(self, model: nn.Module, batch: Batch, lr: float, precision: str = "fp32") -> tuple[float, int]:
+        if hasattr(model, "take_step"):  # GloVe: its step has no matrix product for bf16 to speed up
             return model.take_step(batch, lr)
         inputs, mask, targets, negatives = batch
-        return model.sgd_step(inputs, mask if mask.numel() else None, targets, negatives, lr), len(targets)
+        loss = model.sgd_step(inputs, mask if mask.numel() else None, targets, negatives, lr, bf16=precision == "bf16")
+        return loss, len(targets)
 
     def eval_sums(self, model: nn.Module, batch: Batch, carry: Any) -> tuple[torch.Tensor, Any]:
         if hasattr(model, "eval_sums"):  # GloVe: J, and the counts predicted within a factor of 2, as "accuracy"
