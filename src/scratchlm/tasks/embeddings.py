@@ -62,6 +62,7 @@ BLOCK = 64  # batches made together: one numpy pass lays the windows of 64 x bat
 VALID_PAIRS = 20_000  # the fixed sample of pairs each evaluation scores
 VALID_BLOCKS = 8  # ... taken from this many blocks spread over the stream
 NEGATIVE_POWER = 0.75  # the unigram distribution raised to 3/4 (Mikolov et al. 2013b, 2.2)
+COUNT_CHUNK = 1 << 20  # ids counted at a time: bincount copies its chunk as int64, 8 MB at this size
 
 
 @dataclass
@@ -119,8 +120,8 @@ def load_embedding_data(cfg: CorpusConfig, cache_dir: Path | None, tokenizer: To
     if tokenizer.kind != "word":
         raise UserError("word2vec learns from words: its tokenizer is the word tokenizer")
     counts = np.zeros(tokenizer.vocab_size, dtype=np.int64)
-    for start in range(0, len(ids), 1 << 24):  # a chunk at a time: the memmap is never read whole
-        counts += np.bincount(ids[start:start + (1 << 24)], minlength=tokenizer.vocab_size)
+    for start in range(0, len(ids), COUNT_CHUNK):  # a chunk at a time: the memmap is never read whole
+        counts += np.bincount(ids[start:start + COUNT_CHUNK], minlength=tokenizer.vocab_size)
     words = np.zeros_like(counts)
     rows = trainable_rows(tokenizer)
     words[rows] = counts[rows]
