@@ -36,8 +36,9 @@ from common import Section, log, run_child, scratchlm_command, spread
 
 NAME = "embeddings"
 TITLE = "word2vec against gensim on WikiText-2: words/s, analogies, word similarity, memory"
-ABOUT = ("`scratchlm train --model word2vec` (its defaults: skip-gram, 100 dimensions, window 5, 5 negatives shared "
-         "per batch, min-count 5, 5 epochs, sample 1e-3) and gensim's Word2Vec with the same settings and 2 workers, "
+ABOUT = ("`scratchlm train --model word2vec` (its defaults: skip-gram, 100 dimensions, window 5, 5 negatives "
+         "(64 drawn per batch and shared, each weighted 5/64), min-count 5, 5 epochs, sample 1e-3) and gensim's "
+         "Word2Vec with the same settings and 2 workers, "
          "on WikiText-2 valid + test, five seeds each, alternating. Words/s: the corpus' words x epochs over the "
          "training seconds. Both tools' vectors scored by scratchlm's evaluation (gensim's own analogy score agrees; "
          "see details): analogy accuracy (questions-words, top 30,000 words), Spearman on WordSim-353 and SimLex-999. "
@@ -183,7 +184,9 @@ def mean_and_error(values: list[float]) -> str:
 
 def quality_verdict(ours: list[float], theirs: list[float]) -> str:
     """'at least gensim' when our mean is, else whether the gap is inside two standard errors of the difference
-    of the means (the seeds' noise) or beyond them; one seed (--quick) cannot say."""
+    of the means (the seeds' noise) or beyond them; one seed (--quick) cannot say. Two standard errors is the
+    normal approximation: with five seeds a side, Student's t would ask about 2.3, so "inside the noise"
+    means the seeds cannot tell the tools apart, not that they are equal."""
     import statistics
 
     gap = statistics.mean(theirs) - statistics.mean(ours)
@@ -192,6 +195,8 @@ def quality_verdict(ours: list[float], theirs: list[float]) -> str:
     error = math.hypot(standard_error(ours), standard_error(theirs))
     if math.isnan(error):
         return "below gensim (one seed: noise cannot be told apart)"
+    if error == 0:
+        return "below gensim, on every seed alike"
     return f"below gensim by {gap / error:.1f} standard errors" + (", inside the noise" if gap < 2 * error else "")
 
 

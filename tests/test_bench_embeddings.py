@@ -32,6 +32,10 @@ def test_a_gap_beyond_two_standard_errors_is_reported_without_excuse(embeddings)
     assert float(verdict.split(" by ")[1].split()[0]) == pytest.approx(0.002 / (2 ** 0.5 * 0.0001 / 3 ** 0.5), rel=1e-3)
 
 
+def test_a_gap_with_no_spread_on_either_side_is_reported_without_dividing_by_it(embeddings):
+    assert embeddings.quality_verdict([0.013, 0.013], [0.015, 0.015]) == "below gensim, on every seed alike"
+
+
 def test_one_seed_cannot_tell_a_gap_from_noise(embeddings):
     assert "cannot be told apart" in embeddings.quality_verdict([0.013], [0.015])
     assert embeddings.mean_and_error([0.5]).startswith("0.5000 +- nan")

@@ -152,6 +152,14 @@ def test_precision_auto_on_a_cpu_follows_the_models_rule(flags, parameters, rule
     assert speed.resolve_precision("bf16", torch.device("cpu"), parameters, rule) == "bf16"
 
 
+def test_on_a_gpu_only_a_model_under_autocast_takes_bf16(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    gpu = torch.device("cuda")
+    assert speed.resolve_precision("auto", gpu, 1_000, speed.BF16_ON_CPU) == "bf16"
+    assert speed.resolve_precision("auto", gpu, 1_000, ("avx512_bf16", 0)) == "fp32"  # measured on CPUs only
+    assert speed.resolve_precision("auto", gpu, 1_000, None) == "fp32"
+
+
 def test_cpu_flags_are_read_from_the_kernel():
     flags = speed.cpu_flags()
     assert isinstance(flags, frozenset)

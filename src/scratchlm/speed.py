@@ -69,14 +69,15 @@ def cpu_flags() -> frozenset[str]:
 
 def resolve_precision(name: str, device: torch.device, n_parameters: int,
                       bf16_on_cpu: tuple[str, int] | None = BF16_ON_CPU) -> str:
-    """fp32 or bf16 for `--precision NAME`: auto takes bf16 on a CUDA GPU that has it, and on a CPU by the
-    model's rule `bf16_on_cpu` (BF16_ON_CPU)."""
+    """fp32 or bf16 for `--precision NAME`: auto takes bf16 on a CPU by the model's rule `bf16_on_cpu`
+    (BF16_ON_CPU), and on a CUDA GPU that has it for a model under autocast. A model with a rule of its
+    own (a step it takes itself) keeps fp32 on a GPU: its bf16 was measured on CPUs only."""
     if name not in PRECISIONS:
         raise UserError(f"unknown precision {name!r}; choose one of {', '.join(PRECISIONS)}")
     if name != "auto":
         return name
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if bf16_on_cpu == BF16_ON_CPU and torch.cuda.is_bf16_supported() else "fp32"
     if bf16_on_cpu is None:
         return "fp32"
     flag, fewest_parameters = bf16_on_cpu

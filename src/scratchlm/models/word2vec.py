@@ -23,7 +23,8 @@ every pair of the batch scores all of them, each weighted k / shared_negatives. 
 gradient are those of k draws per pair, and the scores become one matrix product (B x D by D x M)
 instead of B x k dot products gathered one by one: the step that makes this fast on a CPU. Under
 `--precision bf16` (auto's choice on a CPU with AVX-512 bf16 dot products, `bf16_on_cpu`) the step's
-three products with the shared negatives run in bf16, accumulated in fp32, while every vector stays fp32:
+three products with the shared negatives run in bf16, accumulated in fp32 and each result rounded to bf16
+before it is taken back to fp32, while every vector stays fp32:
 at a batch's shape (1,000 pairs x 100 x 64) 42 us against 133 us a product on one core of an AMD EPYC
 with AVX-512 bf16, and the same vectors' scores (WikiText-2, seeds 0-14: analogies 1.52% against 1.51%,
 WordSim-353 0.128 against 0.127). A whole run of WikiText-2 took 0.95x the time of one in fp32 (medians of
@@ -100,7 +101,8 @@ class Word2VecConfig:
     #                             0: k drawn for each pair, as the word2vec tool does. On WikiText-2 (means of
     #                             seeds 0-14 +- standard error) 64 gave analogies 1.51% +- 0.05 (gensim 1.51 +- 0.04),
     #                             32 1.35 +- 0.06 in 0.76x the time; WordSim-353 0.127 and 0.135 (gensim 0.088).
-    #                             0 (seeds 0-2) gave analogies 1.68% and SimLex-999 0.046 (64: 0.064) in 2.4x 32's time
+    #                             0 (medians of seeds 0-2) gave analogies 1.68% against 32's 1.29%, SimLex-999 0.046
+    #                             against 0.073, in 2.4x 32's time
     sample: float = 1e-3  # t, the subsampling threshold: a word of frequency f is kept with probability
     #                       (sqrt(f/t) + 1) t/f, as the word2vec tool computes it; 0 keeps every word
     cbow: bool = False  # continuous bag of words: predict the centre from the mean of its context (else skip-gram)
@@ -311,7 +313,7 @@ class Word2Vec(nn.Module):
                        lr: float, bf16: bool) -> tuple[float, torch.Tensor | None]:
         """`ns_output_step` against the batch's shared negatives (M,): the scores, dloss/dh and the negatives'
         pulls are three products, (B, D) x (D, M), (B, M) x (M, D) and (M, B) x (B, D), in bf16 when `bf16`
-        (the rows padded to a multiple of BF16_ROWS, the results back in fp32)."""
+        (the rows padded to a multiple of BF16_ROWS; each product rounded to bf16, then taken back to fp32)."""
         B = len(h)
         u_true, u_negative = self.outputs(targets, negatives)
         if bf16:
