@@ -8,6 +8,7 @@ subprocess (see test_cli.py), therefore runs on one thread.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,13 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "cache"
     monkeypatch.setenv("SCRATCHLM_CACHE", str(path))
     return path
+
+
+@pytest.fixture
+def bench_module(monkeypatch: pytest.MonkeyPatch):
+    """bench/NAME.py imported as the runner imports it: the benchmarks import each other as top-level modules."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
+    return importlib.import_module
 
 
 @pytest.fixture

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-
 
 @pytest.fixture
-def common(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.syspath_prepend(str(BENCH))  # the benchmarks import each other as top-level modules
-    return importlib.import_module("common")
+def common(bench_module):
+    return bench_module("common")
 
 
 def test_the_peak_is_ru_maxrss_above_the_runners_peak_and_the_polled_one_below_it(common):

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
-from pathlib import Path
-
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
 @pytest.fixture
-def embeddings(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.syspath_prepend(str(BENCH))  # the benchmarks import each other as top-level modules
-    return importlib.import_module("embeddings")
+def embeddings(bench_module):
+    return bench_module("embeddings")
 
 
 def test_a_mean_at_or_above_gensims_is_at_least_gensim(embeddings):

@@ -3,7 +3,6 @@ of GPT-2 small by hand, the peaks by device name, and the side-by-side measureme
 
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
 import sys
@@ -16,9 +15,8 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
 @pytest.fixture
-def gpt2_small(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.syspath_prepend(str(BENCH))  # the benchmarks import each other as top-level modules
-    return importlib.import_module("gpt2_small")
+def gpt2_small(bench_module):
+    return bench_module("gpt2_small")
 
 
 def test_flops_per_token_of_gpt2_small_equal_a_hand_count(gpt2_small):
