@@ -25,7 +25,7 @@ from scratchlm.tasks import TASK_NAMES, get_task
 from scratchlm.tasks.lm import LMRun
 
 SRC = Path(__file__).parents[1] / "src" / "scratchlm"
-FIXTURE = Path(__file__).parent / "fixtures" / "run-0.1.0-rnn"
+FIXTURE = Path(__file__).parent / "fixtures" / "runs" / "0.1.0-2026-12-01" / "rnn"
 
 
 def tree_hashes(folder: Path) -> dict[str, str]:

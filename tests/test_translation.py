@@ -201,13 +201,14 @@ def bad_inputs(folder: Path, toy_run: Path, lm_run: Path) -> list[tuple[str, lis
     ok = write("ok.tsv", "".join(f"{s}\t{t}\n" for s, t in toy_pairs(50)))
     train = ["train", "--model", "seq2seq-attn", "--tokenizer", "word", "--epochs", "1", "--out", str(folder / "new")]
     return [
-        ("one-column", train + ["--data", write("one.tsv", "Go.\tVa !\nRun!\n")], "one.tsv:2: has 1 column(s)"),
-        ("empty-target", train + ["--data", write("e.tsv", "Go.\tVa !\nRun!\t \n")], "e.tsv:2: the target side is empty"),
-        ("control-char", train + ["--data", write("c.tsv", "Go.\tVa !\nR\x01un!\tCours !\n")],
+        ("one-column", train + ["--strict", "--data", write("one.tsv", "Go.\tVa !\nRun!\n")], "one.tsv:2: has 1 column(s)"),
+        ("empty-target", train + ["--strict", "--data", write("e.tsv", "Go.\tVa !\nRun!\t \n")],
+         "e.tsv:2: the target side is empty"),
+        ("control-char", train + ["--strict", "--data", write("c.tsv", "Go.\tVa !\nR\x01un!\tCours !\n")],
          "c.tsv:2: holds the control character U+0001"),
         ("line-counts", train + ["--src", write("a.en", "a\nb\nc\n"), "--tgt", write("a.fr", "x\ny\n")],
          "has 3 lines and --tgt"),
-        ("empty-aligned-line", train + ["--src", write("b.en", "a\n\nc\n"), "--tgt", write("b.fr", "x\ny\nz\n")],
+        ("empty-aligned-line", train + ["--strict", "--src", write("b.en", "a\n\nc\n"), "--tgt", write("b.fr", "x\ny\nz\n")],
          "b.en:2: an empty line"),
         ("src-without-tgt", train + ["--src", ok], "--src and --tgt go together"),
         ("no-pairs", train, "give the pairs as --data FILE.tsv"),
@@ -217,7 +218,7 @@ def bad_inputs(folder: Path, toy_run: Path, lm_run: Path) -> list[tuple[str, lis
         ("lm-option", train + ["--data", ok, "--valid-data", ok], "--valid-data: not an option of translation data"),
         ("pair-option-to-lm", ["train", "--model", "rnn", "--src", ok, "--tgt", ok, "--out", str(folder / "n2")],
          "src, tgt: not an option of language-model data"),
-        ("too-few-pairs", train + ["--data", write("tiny.tsv", "a\tb\n")], "1 sentence pair(s)"),
+        ("too-few-pairs", train + ["--data", write("tiny.tsv", "a\tb\n")], "1 usable sentence pair(s)"),
         ("beam-0", ["translate", str(toy_run), "one", "--beam", "0"], "--beam 0 must be between 1"),
         ("n-best-over-beam", ["translate", str(toy_run), "one", "--beam", "2", "--n-best", "3"], "--n-best 3"),
         ("translate-an-lm-run", ["translate", str(lm_run), "one"], "is a language-model run; this needs a translation run"),

@@ -19,7 +19,7 @@ SPIN_COUNT = "10000"
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     os.environ["GOMP_SPINCOUNT"] = SPIN_COUNT
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the release: config.json records it (scratchlm/releases.py)
 
 _EXPORTS = {"train": "api", "lr_find": "api", "ladder": "race", "cross_validate": "folds", "Run": "run",
             "import_vectors": "tasks.embeddings", "WordVectors": "vectors", "UserError": "errors",

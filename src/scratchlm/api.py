@@ -30,7 +30,8 @@ from scratchlm.models.registry import DEFAULT_MODEL, ModelSpec, get_spec
 from scratchlm.plots import plot_losses, plot_lr_find
 from scratchlm.run import Run
 from scratchlm.speed import BF16_ON_CPU, resolve_device, resolve_precision, to_device, tune_cpu_threads
-from scratchlm.tasks import get_task, task_of_run
+from scratchlm.tasks import get_task
+from scratchlm.tasks.base import read_run_config
 from scratchlm.trainer import TrainConfig, Trainer, seed_everything
 
 # What --resume may change, and only when given explicitly; anything else must match the run.
@@ -86,10 +87,18 @@ class Plan:
     """What a run will be: the model's entry, its task, and the data, training and model settings."""
 
     def __init__(self, spec: ModelSpec, data: Any, train: TrainConfig, settings: dict[str, Any],
-                 tokenizers: dict | None = None):
+                 tokenizers: dict | None = None, saved: dict | None = None):
         self.spec, self.task, self.data, self.train, self.settings = spec, get_task(spec.task), data, train, settings
         self.tokenizers = tokenizers  # a resumed run's own; None: trained from the data
+        self.saved = saved  # a resumed run's config.json, completed (scratchlm.releases); None: a new run
         self.task.best_metric(train.best_by)  # an unknown --best-by is refused before anything is read
+
+    def model_config(self, dims: dict[str, Any]) -> Any:
+        """A new run's model config (the registry's recipe, the user's settings, the data's dims), or a resumed
+        run's own as it was saved."""
+        if self.saved is not None:
+            return self.spec.saved_config(self.settings, dims)
+        return self.spec.make_config(dims, self.settings)
 
 
 def plan_new(model: str, settings: dict | None, train_options: dict, data_options: dict) -> Plan:
@@ -114,10 +123,9 @@ def plan_resume(run_dir: RunDir, model: str | None, settings: dict | None, train
                 data_options: dict) -> Plan:
     """The saved run, with only the explicitly allowed changes; any other difference is refused here,
     before any file of the run is touched."""
-    config = run_dir.read_config()
+    config, task = read_run_config(run_dir)
     saved = config["model"]
     spec = get_spec(saved["name"])
-    task = task_of_run(config, run_dir.path)
     if model is not None and get_spec(model).name != spec.name:
         raise UserError(f"--resume: the run trains {saved['name']}, not {model}; drop --model or use another --out")
     if settings and any(saved["config"].get(k) != v for k, v in settings.items()):
@@ -130,7 +138,7 @@ def plan_resume(run_dir: RunDir, model: str | None, settings: dict | None, train
             raise UserError(f"--resume: {key} cannot change ({saved_train.get(key)!r} in the run, {value!r} given); "
                             f"only {', '.join(sorted(RESUMABLE_CHANGES))} may")
     train_cfg = TrainConfig(**{**saved_train, **train_options})
-    return Plan(spec, data_cfg, train_cfg, saved["config"], task.read_tokenizers(run_dir))
+    return Plan(spec, data_cfg, train_cfg, saved["config"], task.read_tokenizers(run_dir), config)
 
 
 def fit_run(run_dir: RunDir, plan: Plan, resume: bool, progress: bool | str, cache_dir, on_evaluation,
@@ -139,10 +147,10 @@ def fit_run(run_dir: RunDir, plan: Plan, resume: bool, progress: bool | str, cac
     seed_everything(train_cfg.seed)
     with world.local_main_first():  # one process per machine fills the token cache, the others read it
         data = task.load_data(plan.data, cache_dir, plan.tokenizers, train_cfg)
-    if resume and data.content_hash != run_dir.read_config()["data"]["content_hash"]:
+    if resume and data.content_hash != plan.saved["data"]["content_hash"]:
         raise UserError(f"--resume: {task.describe(plan.data)} changed since the run started (its content hash "
                         "differs); train a new run on the new data")
-    model_cfg = spec.make_config(task.data_dims(data, spec), plan.settings)
+    model_cfg = plan.model_config(task.data_dims(data, spec))
     model = spec.build(model_cfg)
     if not (resume and run_dir.file(STATE).exists()):  # a resumed run's weights come from its checkpoint
         task.init_model(model, data)
@@ -158,9 +166,8 @@ def fit_run(run_dir: RunDir, plan: Plan, resume: bool, progress: bool | str, cac
             # The tokenizers first: config.json marks a run as begun, so a kill between the two leaves none.
             task.save_tokenizers(run_dir, data)
             run_dir.write_config(run_config(plan, model_cfg, n_parameters, data, cache_dir, resolved))
-        else:
-            config = run_dir.read_config()
-            config.update(train=asdict(train_cfg), resolved=resolved)
+        else:  # completed with any field added since (scratchlm.releases), so it now needs this release
+            config = {**plan.saved, "train": asdict(train_cfg), "resolved": resolved, "versions": versions()}
             run_dir.write_config({k: v for k, v in config.items() if k != "format"})
         run_dir.recover()
         if progress:  # a string is a label to show first: the ladder's "[3/11]"
@@ -200,8 +207,6 @@ def start_line(plan: Plan, model: Any, n_parameters: int, resolved: dict) -> str
 
 
 def run_config(plan: Plan, model_cfg: Any, n_parameters: int, data: Any, cache_dir, resolved: dict) -> dict:
-    from scratchlm import __version__
-
     return {
         "task": plan.task.name,
         "model": {"name": plan.spec.name, "config": asdict(model_cfg), "parameters": n_parameters},
@@ -209,9 +214,16 @@ def run_config(plan: Plan, model_cfg: Any, n_parameters: int, data: Any, cache_d
                  "cache_dir": str(Path(cache_dir).expanduser().resolve()) if cache_dir else None},
         "train": asdict(plan.train),
         "resolved": resolved,  # what "auto" became on the machine that trained: eval computes as training did
-        "versions": {"scratchlm": __version__, "torch": torch.__version__, "numpy": np.__version__,
-                     "python": platform.python_version()},
+        "versions": versions(),
     }
+
+
+def versions() -> dict[str, str]:
+    """The releases that wrote a run: scratchlm's is checked when the run is read (scratchlm.checkpoint)."""
+    from scratchlm import __version__
+
+    return {"scratchlm": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
 
 
 def lr_find(data: str | None = None, model: str | None = None, *, plot: str | Path | None = "lr_find.png",
@@ -231,7 +243,7 @@ def lr_find(data: str | None = None, model: str | None = None, *, plot: str | Pa
         raise UserError(f"{plan.spec.name} learns by counting, not by gradient steps: it has no learning rate to find")
     seed_everything(plan.train.seed)
     data_ = plan.task.load_data(plan.data, cache_dir, None, plan.train)
-    net = plan.spec.build(plan.spec.make_config(plan.task.data_dims(data_, plan.spec), plan.settings))
+    net = plan.spec.build(plan.model_config(plan.task.data_dims(data_, plan.spec)))
     plan.task.init_model(net, data_)
     batches, valid = plan.task.batches(data_, plan.train, net, World())
     device = resolve_device(plan.train.device)

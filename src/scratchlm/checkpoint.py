@@ -41,6 +41,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from scratchlm import __version__
 from scratchlm.errors import UserError
 from scratchlm.files import atomic_write, atomic_write_json, fsync_dir, replacing
 
@@ -220,6 +221,35 @@ def pair_ok(weights: Path, state: Path, check_weights: bool = True) -> bool:
     return same_step and (not check_weights or weights_ok(weights))
 
 
+def release_tuple(version: str) -> tuple[int, ...]:
+    """'0.2.0' -> (0, 2, 0): the leading number of each part, up to the first part with a suffix ('0.3rc1' -> (0, 3))."""
+    numbers = []
+    for part in version.split("."):
+        digits = part[: len(part) - len(part.lstrip("0123456789"))]
+        if not digits:
+            break
+        numbers.append(int(digits))
+        if digits != part:
+            break
+    return tuple(numbers)
+
+
+def check_release(config: object, path: Path) -> None:
+    """A config.json this release can read: scratchlm's run format, written by this release or an earlier one.
+    A newer release's folder may hold fields and files this one would misread, so it is refused, naming both."""
+    if not isinstance(config, dict) or not str(config.get("format", "")).startswith("scratchlm-run/"):
+        raise UserError(f"{path}: not a scratchlm run directory ({CONFIG} is from another tool)")
+    versions = config.get("versions")
+    written = versions.get("scratchlm") if isinstance(versions, dict) else None
+    by = f"scratchlm {written}" if isinstance(written, str) else "an unknown scratchlm"
+    if config["format"] != FORMAT:
+        raise UserError(f"{path}: written by {by} in the run format {config['format']!r}; this is scratchlm "
+                        f"{__version__}, which reads {FORMAT!r}: upgrade scratchlm to use this run")
+    if isinstance(written, str) and release_tuple(written) > release_tuple(__version__):
+        raise UserError(f"{path}: written by scratchlm {written}, newer than this scratchlm {__version__}; "
+                        "upgrade scratchlm (pip install -U scratchlm) to use this run")
+
+
 def link_into_place(source: Path, target: Path) -> None:
     """`target` becomes `source`'s bytes: a hard link (no copy), renamed into place."""
     tmp = target.with_name(f".{target.name}.tmp")
@@ -254,8 +284,7 @@ class RunDir:
             raise UserError(f"{self.path}: not a scratchlm run directory (it has no {CONFIG})") from None
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise UserError(f"{self.file(CONFIG)}: damaged (not JSON); the run cannot be rebuilt") from None
-        if not isinstance(config, dict) or config.get("format") != FORMAT:
-            raise UserError(f"{self.path}: not a scratchlm run directory ({CONFIG} is from another tool or version)")
+        check_release(config, self.path)
         return config
 
     def write_config(self, config: dict) -> None:

@@ -32,30 +32,30 @@ def test_default_cache_dir_follows_the_environment(cache_dir: Path, monkeypatch:
 
 def test_second_read_is_a_cache_hit(text_file: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch):
     spec = TokenizerSpec("char")
-    tok1, ids1 = tokenize_corpus(open_corpus(str(text_file)), spec)
+    tok1, ids1, _ = tokenize_corpus(open_corpus(str(text_file)), spec)
     assert ids1[0] == DOC and isinstance(ids1, np.memmap)
     assert len(entries(cache_dir)) == 1
 
     monkeypatch.setattr(cache, "train_tokenizer", no_training)
     monkeypatch.setattr(cache, "encode_documents", no_training)
-    tok2, ids2 = tokenize_corpus(open_corpus(str(text_file)), spec)
+    tok2, ids2, _ = tokenize_corpus(open_corpus(str(text_file)), spec)
     assert np.array_equal(ids1, ids2)
     assert tok2.to_json() == tok1.to_json()
     assert len(entries(cache_dir)) == 1
 
 
 def test_a_moved_copy_of_a_file_is_a_cache_hit(text_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    _, ids1 = tokenize_corpus(open_corpus(str(text_file)), TokenizerSpec("char"))
+    _, ids1, _ = tokenize_corpus(open_corpus(str(text_file)), TokenizerSpec("char"))
     copy = shutil.copy(text_file, tmp_path / "elsewhere.txt")
     monkeypatch.setattr(cache, "train_tokenizer", no_training)
-    _, ids2 = tokenize_corpus(open_corpus(str(copy)), TokenizerSpec("char"))
+    _, ids2, _ = tokenize_corpus(open_corpus(str(copy)), TokenizerSpec("char"))
     assert np.array_equal(ids1, ids2)
 
 
 def test_changed_file_gets_a_new_entry(text_file: Path, cache_dir: Path):
-    _, ids1 = tokenize_corpus(open_corpus(str(text_file)), TokenizerSpec("char"))
+    _, ids1, _ = tokenize_corpus(open_corpus(str(text_file)), TokenizerSpec("char"))
     text_file.write_text(text_file.read_text() + "one more line\n")
-    _, ids2 = tokenize_corpus(open_corpus(str(text_file)), TokenizerSpec("char"))
+    _, ids2, _ = tokenize_corpus(open_corpus(str(text_file)), TokenizerSpec("char"))
     assert len(ids2) == len(ids1) + len("one more line\n")
     assert len(entries(cache_dir)) == 2
 
@@ -69,10 +69,10 @@ def test_another_tokenizer_or_encoding_gets_a_new_entry(text_file: Path, cache_d
 
 
 def test_a_given_tokenizer_is_used_as_it_is(text_file: Path, tmp_path: Path):
-    tok, _ = tokenize_corpus(open_corpus(str(text_file)), TokenizerSpec("char"))
+    tok, _, _ = tokenize_corpus(open_corpus(str(text_file)), TokenizerSpec("char"))
     other = tmp_path / "other.txt"
     other.write_text("hello zzz\n")
-    same, ids = tokenize_corpus(open_corpus(str(other)), tok)
+    same, ids, _ = tokenize_corpus(open_corpus(str(other)), tok)
     assert same.to_json() == tok.to_json()
     assert ids.tolist() == [DOC] + tok.encode("hello zzz\n")
 

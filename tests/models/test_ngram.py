@@ -46,7 +46,7 @@ def probabilities(model: NGram, context: list[int]) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def human_numbers() -> tuple[np.ndarray, int]:
-    tokenizer, ids = tokenize_corpus(open_corpus("human-numbers"), TokenizerSpec(kind="word"))
+    tokenizer, ids, _ = tokenize_corpus(open_corpus("human-numbers"), TokenizerSpec(kind="word"))
     return np.asarray(ids, dtype=np.int64), tokenizer.vocab_size
 
 
@@ -203,7 +203,7 @@ def test_equals_nltk_kneser_ney_interpolated_where_it_is_finite():
     nltk_lm = pytest.importorskip("nltk.lm")
     from nltk.util import everygrams
 
-    tokenizer, ids = tokenize_corpus(open_corpus(str(WIKITEXT)), TokenizerSpec(kind="word"))
+    tokenizer, ids, _ = tokenize_corpus(open_corpus(str(WIKITEXT)), TokenizerSpec(kind="word"))
     train, test = np.asarray(ids[:20_000]).tolist(), np.asarray(ids[20_000:20_150]).tolist()
     for order in (2, 3):
         reference = nltk_lm.KneserNeyInterpolated(order, discount=0.1)

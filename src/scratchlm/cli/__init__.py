@@ -61,6 +61,12 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--valid-fraction", type=float,
                    help="share held out for validation (language models: from the end, 0.2 human-numbers, else 0.1; "
                         "translation: whole source sentences, 0.05)")
+    g.add_argument("--repair", action=argparse.BooleanOptionalAction, default=None,
+                   help="repair Windows-1252 characters decoded as latin-1 (C1 controls, mojibake) as the text is read "
+                        "(default) or keep them (--no-repair)")
+    g.add_argument("--strict", action="store_true", default=None,
+                   help="refuse sentence pairs or labelled examples with an unusable line (a control character, an "
+                        "empty side, a missing column) instead of leaving the line out with a warning")
     for name in TASK_NAMES:
         task_commands(name).add_data_options(p)
 
@@ -68,7 +74,8 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
 def data_options(args: argparse.Namespace) -> dict:
     """The data options the user gave (every task's); the model's task takes its own and refuses the rest."""
     given = {"data": args.data, "encoding": args.encoding, "tokenizer": args.tokenizer,
-             "vocab_size": args.vocab_size, "min_freq": args.min_freq, "valid_fraction": args.valid_fraction}
+             "vocab_size": args.vocab_size, "min_freq": args.min_freq, "valid_fraction": args.valid_fraction,
+             "repair": args.repair, "strict": args.strict}
     for name in TASK_NAMES:
         given.update(task_commands(name).data_options(args))
     return {k: v for k, v in given.items() if v is not None}

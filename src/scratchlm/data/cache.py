@@ -6,8 +6,11 @@ corpus grows. Entries are written to a temporary folder and renamed into place, 
 tokenizing leaves no half-written entry behind.
 
     CACHE/<key>/ids.bin         the ids, uint16 or uint32, back to back
-                meta.json       dtype and length
+                meta.json       dtype, length, and the lines whose mojibake was repaired
                 tokenizer.json  the tokenizer the ids belong to
+
+A write that fails (a full disk, a file-size limit) removes its temporary folder: no entry is left half
+written, and the error names the cache folder and the cause.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -30,6 +34,7 @@ from scratchlm.data.tokenize import (
     tokenizer_from_json,
     train_tokenizer,
 )
+from scratchlm.errors import UserError
 
 CACHE_VERSION = 1
 
@@ -44,13 +49,22 @@ def default_cache_dir() -> Path:
 def cache_key(corpus: Corpus, tokenizer: TokenizerSpec | dict) -> str:
     """The entry for these bytes, decoded this way, tokenized this way."""
     what = tokenizer if isinstance(tokenizer, dict) else spec_dict(tokenizer)
-    blob = json.dumps({"v": CACHE_VERSION, "content": corpus.content_hash,
-                       "encodings": [s.encoding for s in corpus.sources], "tokenizer": what}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+    key = {"v": CACHE_VERSION, "content": corpus.content_hash, "encodings": [s.encoding for s in corpus.sources],
+           "tokenizer": what}
+    if corpus.repair:  # text read as it was keeps the keys it always had
+        key["repair"] = True
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def tokenize_corpus(corpus: Corpus, tokenizer: TokenizerSpec | Tokenizer,
-                    cache_dir: Path | None = None) -> tuple[Tokenizer, np.memmap]:
+class Tokenized(NamedTuple):
+    """A corpus' ids and the tokenizer they belong to."""
+
+    tokenizer: Tokenizer
+    ids: np.memmap
+    repaired_lines: int  # lines whose mojibake was repaired as they were read
+
+
+def tokenize_corpus(corpus: Corpus, tokenizer: TokenizerSpec | Tokenizer, cache_dir: Path | None = None) -> Tokenized:
     """The tokenizer (trained from `corpus` when given a spec) and the corpus' ids, from the cache if there.
 
     Given a spec, a new tokenizer is trained on the corpus; given a tokenizer (a run's own, to
@@ -62,7 +76,11 @@ def tokenize_corpus(corpus: Corpus, tokenizer: TokenizerSpec | Tokenizer,
     if not (entry / "meta.json").exists():
         if isinstance(tokenizer, TokenizerSpec):
             tokenizer = train_tokenizer(corpus.texts(), tokenizer)
-        write_entry(entry, tokenizer, corpus)
+        try:
+            write_entry(entry, tokenizer, corpus)
+        except OSError as e:  # a full disk, a file-size limit, no permission: the entry was never made
+            raise UserError(f"{cache_dir}: cannot write the token cache ({e.strerror or e}); free space there or "
+                            "choose another --cache-dir") from None
     return read_entry(entry)
 
 
@@ -71,14 +89,14 @@ def write_entry(entry: Path, tokenizer: Tokenizer, corpus: Corpus) -> None:
     dtype = np.uint16 if tokenizer.vocab_size <= np.iinfo(np.uint16).max + 1 else np.uint32
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
     try:
-        length = 0
+        length, repaired = 0, [0]
         with open(tmp / "ids.bin", "wb") as f:
-            for ids in encode_documents(tokenizer, corpus.texts()):
+            for ids in encode_documents(tokenizer, corpus.texts(repaired)):
                 f.write(ids.astype(dtype).tobytes())
                 length += len(ids)
         (tmp / "tokenizer.json").write_text(json.dumps(tokenizer.to_json()))
         (tmp / "meta.json").write_text(json.dumps({"dtype": np.dtype(dtype).name, "length": length,
-                                                   "corpus": corpus.spec}))
+                                                   "corpus": corpus.spec, "repaired_lines": repaired[0]}))
         try:
             os.rename(tmp, entry)
         except OSError:  # another process filled the same entry first: theirs is as good as ours
@@ -88,8 +106,8 @@ def write_entry(entry: Path, tokenizer: Tokenizer, corpus: Corpus) -> None:
         raise
 
 
-def read_entry(entry: Path) -> tuple[Tokenizer, np.memmap]:
+def read_entry(entry: Path) -> Tokenized:
     meta = json.loads((entry / "meta.json").read_text())
     tokenizer = tokenizer_from_json(json.loads((entry / "tokenizer.json").read_text()))
     ids = np.memmap(entry / "ids.bin", dtype=meta["dtype"], mode="r", shape=(meta["length"],))
-    return tokenizer, ids
+    return Tokenized(tokenizer, ids, meta.get("repaired_lines", 0))

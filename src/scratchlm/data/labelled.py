@@ -8,7 +8,10 @@
 
 Every file goes through the reader of the rest of scratchlm (`data/read.py`): UTF-8, else a byte-order
 mark, else a detected encoding (rt-polarity is Windows-1252), or `--encoding`. A data set with a single
-label, a label without examples, or a column that is not there is refused in one line.
+label, a label without examples, or a column that is not there is refused in one line. Each example is
+screened (`data/clean.py`): Windows-1252 mojibake is repaired, and one that cannot be used (a control
+character, a table row without its columns or its label) is left out with one warning, or, with
+`strict`, refuses the data.
 
 The examples are held out either as a seeded, stratified share (`valid_fraction`), or by k-fold
 cross-validation (Kim 2014's protocol for rt-polarity): `fold_assignment` gives each example one of k
@@ -33,6 +36,7 @@ import numpy as np
 import torch
 
 from scratchlm.data.batches import batch_indices, bucketed_order, share
+from scratchlm.data.clean import Screen
 from scratchlm.data.read import TEXT_SUFFIXES, open_corpus
 from scratchlm.data.tokenize import PAD, Tokenizer, TokenizerSpec
 from scratchlm.errors import UserError
@@ -59,6 +63,8 @@ class LabelledConfig:
     fold: int | None = None  # ... and this one (0-based) is held out
     base_run: str | None = None  # a trained language model's run: its tokenizer (and encoder) are the classifier's
     embeddings: str | None = None  # a run with word vectors (word2vec): they start the classifier's embedding
+    repair: bool = True  # Windows-1252 characters decoded as latin-1 (C1 controls) are repaired (data/clean.py)
+    strict: bool = False  # an unusable example refuses the data; else it is left out with a warning
 
     def __post_init__(self) -> None:
         if isinstance(self.tokenizer, dict):
@@ -91,10 +97,12 @@ class Labelled:
     classes: tuple[str, ...]  # label names, sorted
     content_hash: str
     encodings: list[str]
+    screen: Screen  # the lines repaired and the examples left out
 
 
 def read_labelled(cfg: LabelledConfig) -> Labelled:
-    """Every example of the folder or table, checked (see the module docstring)."""
+    """Every usable example of the folder or table, screened (see the module docstring)."""
+    screen = Screen(repair=cfg.repair, strict=cfg.strict)
     path = Path(cfg.path)
     if not path.exists():
         raise UserError(f"{cfg.path}: no such file or folder (give a folder with a subfolder per label, "
@@ -102,12 +110,13 @@ def read_labelled(cfg: LabelledConfig) -> Labelled:
     if path.is_dir():
         if cfg.text_column or cfg.label_column:
             raise UserError(f"{cfg.path}: --text-column and --label-column are for a CSV/TSV file; this is a folder")
-        named = read_files_per_label(path, cfg.encoding) if cfg.label_from_filename else read_folders(path, cfg.encoding)
+        read = read_files_per_label if cfg.label_from_filename else read_folders
+        named = read(path, cfg.encoding, screen)
     else:
         if cfg.label_from_filename:
             raise UserError(f"{cfg.path}: --label-from-filename reads a folder of files, one per label; this is one file")
-        named = read_table(path, cfg)
-    return check_labels(cfg.path, *named)
+        named = read_table(path, cfg, screen)
+    return check_labels(cfg.path, *named, screen)
 
 
 def read_file(path: Path, encoding: str | None) -> tuple[str, str, str]:
@@ -123,7 +132,7 @@ def text_files(folder: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
-def read_folders(root: Path, encoding: str | None):
+def read_folders(root: Path, encoding: str | None, screen: Screen):
     """fastai's layout: root/LABEL/*.txt, each file one example."""
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
@@ -140,8 +149,8 @@ def read_folders(root: Path, encoding: str | None):
         for file in files:
             text, used, file_hash = read_file(file, encoding)
             digest.update(f"{file.relative_to(root)}\0{file_hash}\0".encode())
-            if text.strip():
-                texts.append(" ".join(text.split()))
+            if text.strip() and (text := screen.line(" ".join(text.split()), str(file))) is not None:
+                texts.append(text)
                 labels.append(folder.name)
                 encodings.add(used)
     return texts, labels, digest.hexdigest(), sorted(encodings)
@@ -155,7 +164,7 @@ def label_names(files: list[Path]) -> list[str]:
     return [f.stem for f in files]
 
 
-def read_files_per_label(root: Path, encoding: str | None):
+def read_files_per_label(root: Path, encoding: str | None, screen: Screen):
     """A file per label, one example a line."""
     files = [p for p in sorted(root.iterdir()) if p.is_file() and not p.name.startswith(".")
              and p.suffix.lower() not in {".md", ".rst"} and p.stem.lower() not in NOT_LABELS]
@@ -169,7 +178,9 @@ def read_files_per_label(root: Path, encoding: str | None):
     for file, name in zip(files, names, strict=True):
         text, used, file_hash = read_file(file, encoding)
         digest.update(f"{file.name}\0{file_hash}\0".encode())
-        lines = [" ".join(line.split()) for line in text.splitlines() if line.strip()]
+        screened = (screen.line(" ".join(line.split()), f"{file}:{i}") if line.strip() else None
+                    for i, line in enumerate(text.splitlines(), 1))
+        lines = [line for line in screened if line is not None]
         if not lines:
             raise UserError(f"{file}: the label {name!r} has no examples (the file holds no non-empty line)")
         texts += lines
@@ -189,7 +200,7 @@ def column_index(path: Path, header: list[str], given: str | None, default: str,
     raise UserError(f"{path}: no column {name!r} (its columns are {shown}){hint}")
 
 
-def read_table(path: Path, cfg: LabelledConfig):
+def read_table(path: Path, cfg: LabelledConfig, screen: Screen):
     """A CSV (comma) or TSV (tab) file with a header row; other file names are read as CSV."""
     text, used, digest = read_file(path, cfg.encoding)
     if not text.strip():
@@ -204,23 +215,26 @@ def read_table(path: Path, cfg: LabelledConfig):
     texts, labels = [], []
     for i, row in enumerate(rows[1:], 2):
         if len(row) <= max(text_at, label_at):
-            raise UserError(f"{path}:{i}: has {len(row)} column(s), the header {len(header)}")
+            screen.reject(f"{path}:{i}", f"has {len(row)} column(s), the header {len(header)}")
+            continue
         label = row[label_at].strip()
         if not label:
-            raise UserError(f"{path}:{i}: the label is empty")
-        if row[text_at].strip():
-            texts.append(" ".join(row[text_at].split()))
+            screen.reject(f"{path}:{i}", "the label is empty")
+            continue
+        if row[text_at].strip() and (text := screen.line(" ".join(row[text_at].split()), f"{path}:{i}")) is not None:
+            texts.append(text)
             labels.append(label)
     return texts, labels, digest, [used]
 
 
-def check_labels(where: str, texts: list[str], names: list[str], digest: str, encodings: list[str]) -> Labelled:
+def check_labels(where: str, texts: list[str], names: list[str], digest: str, encodings: list[str],
+                 screen: Screen) -> Labelled:
     classes = tuple(sorted(set(names)))
     if len(classes) < 2:
         what = f"the label {classes[0]!r}" if classes else "no label"
         raise UserError(f"{where}: every example has {what}; a classifier needs at least two labels")
     index = {c: i for i, c in enumerate(classes)}
-    return Labelled(texts, np.array([index[n] for n in names], dtype=np.int64), classes, digest, encodings)
+    return Labelled(texts, np.array([index[n] for n in names], dtype=np.int64), classes, digest, encodings, screen)
 
 
 # ---------------------------------------------------------------- held-out examples

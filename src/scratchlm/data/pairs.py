@@ -6,8 +6,10 @@ Two layouts:
 
 Every file goes through the same reader as a language model's (`data/read.py`): UTF-8, else a byte-order
 mark, else a detected encoding, or `--encoding`; archives and binaries are named as what they are.
-Before anything is tokenized, each line is checked, and a bad one is named with its file and line: a
-missing column, an empty side, a control character; two files must have as many lines.
+Before anything is tokenized, each line is screened (`data/clean.py`): Windows-1252 mojibake is repaired,
+and a pair that cannot be used (a missing column, an empty side, a NUL or another control character) is
+left out with one warning naming the first few places, or, with `strict`, refuses the file. Two files
+must have as many lines: otherwise which line translates which is unknown.
 
 The held-out split is grouped by source sentence. Tatoeba gives one English sentence several French
 translations ("Run!" -> "Cours !", "Courez !"); split pair by pair, a test sentence would be seen in
@@ -27,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,6 +37,7 @@ import numpy as np
 import torch
 
 from scratchlm.data.batches import batch_indices, bucketed_order, share
+from scratchlm.data.clean import Screen
 from scratchlm.data.read import open_corpus
 from scratchlm.data.tokenize import BOS, EOS, PAD, Tokenizer, TokenizerSpec, train_tokenizer
 from scratchlm.errors import UserError
@@ -57,6 +59,8 @@ class PairsConfig:
     valid_fraction: float = 0.05  # share of the pairs held out, whole source sentences at a time
     min_valid: int = 1000  # at least this many held-out pairs (at most a fifth of a small file)
     split_seed: int = 0  # which sentences are held out
+    repair: bool = True  # Windows-1252 characters decoded as latin-1 (C1 controls) are repaired (data/clean.py)
+    strict: bool = False  # an unusable pair refuses the file; else it is left out with a warning
 
     def __post_init__(self) -> None:
         if isinstance(self.tokenizer, dict):
@@ -85,13 +89,15 @@ class Pairs:
     targets: list[str]
     content_hash: str
     encodings: list[str]
+    screen: Screen  # the lines repaired and the pairs left out
 
 
 def read_pairs(cfg: PairsConfig) -> Pairs:
-    """Every pair of the TSV or of the two aligned files, each line checked (see the module docstring)."""
+    """Every usable pair of the TSV or of the two aligned files, each line screened (see the module docstring)."""
+    screen = Screen(repair=cfg.repair, strict=cfg.strict)
     if cfg.path is not None:
         lines, encoding, digest = read_lines(cfg.path, cfg.encoding)
-        sources, targets = split_columns(cfg.path, lines, cfg.columns)
+        sources, targets = split_columns(cfg.path, lines, cfg.columns, screen)
         encodings = [encoding]
     else:
         src_lines, src_encoding, src_digest = read_lines(cfg.src, cfg.encoding)
@@ -99,49 +105,61 @@ def read_pairs(cfg: PairsConfig) -> Pairs:
         if len(src_lines) != len(tgt_lines):
             raise UserError(f"--src {cfg.src} has {len(src_lines):,} lines and --tgt {cfg.tgt} has {len(tgt_lines):,}; "
                             "line-aligned files must have as many")
-        sources, targets = src_lines, tgt_lines
+        sources, targets = aligned_pairs(cfg.src, src_lines, cfg.tgt, tgt_lines, screen)
         encodings, digest = [src_encoding, tgt_encoding], hashlib.sha256((src_digest + tgt_digest).encode()).hexdigest()
-        for i, (s, t) in enumerate(zip(sources, targets, strict=True), 1):
-            if bool(s.strip()) != bool(t.strip()):
-                path = cfg.tgt if s.strip() else cfg.src
-                raise UserError(f"{path}:{i}: an empty line where the other file has a sentence")
-        kept = [(s, t) for s, t in zip(sources, targets, strict=True) if s.strip()]
-        sources, targets = [s for s, _ in kept], [t for _, t in kept]
     if cfg.reverse:
         sources, targets = targets, sources
     if len(sources) < 2:
-        raise UserError(f"{cfg.path or cfg.src}: {len(sources)} sentence pair(s); translation needs more to learn from")
-    return Pairs(sources, targets, digest, encodings)
+        why = f" (left out: {screen.skipped[0]})" if screen.skipped else ""
+        raise UserError(f"{cfg.path or cfg.src}: {len(sources)} usable sentence pair(s); translation needs more to "
+                        f"learn from{why}")
+    return Pairs(sources, targets, digest, encodings, screen)
 
 
 def read_lines(path: str, encoding: str | None) -> tuple[list[str], str, str]:
-    """The lines of one file, without their line ends, each checked for control characters."""
+    """The lines of one file, without their line ends, as read (screening is the caller's)."""
     if not Path(path).is_file():
         raise UserError(f"{path}: no such file" + (" (a folder: give one file of sentences)" if Path(path).is_dir() else ""))
     corpus = open_corpus(path, encoding)
     source = corpus.sources[0]
-    lines = "".join(source.blocks()).splitlines()
-    for i, line in enumerate(lines, 1):
-        if bad := next((c for c in line if unicodedata.category(c) == "Cc" and c != "\t"), None):
-            raise UserError(f"{path}:{i}: holds the control character U+{ord(bad):04X}; a text file of sentences "
-                            "has none (is it the right file, or another encoding?)")
-    return lines, source.encoding, corpus.content_hash
+    return "".join(source.blocks()).splitlines(), source.encoding, corpus.content_hash
 
 
-def split_columns(path: str, lines: list[str], columns: tuple[int, int]) -> tuple[list[str], list[str]]:
+def split_columns(path: str, lines: list[str], columns: tuple[int, int], screen: Screen) -> tuple[list[str], list[str]]:
+    """The pairs of a TSV's lines; blank lines are passed over, unusable ones left to `screen`."""
     sources, targets = [], []
     for i, line in enumerate(lines, 1):
-        if not line.strip():
+        if not line.strip() or (line := screen.line(line, f"{path}:{i}")) is None:
             continue
         cells = line.split("\t")
         if len(cells) <= max(columns):
-            raise UserError(f"{path}:{i}: has {len(cells)} column(s), needs {max(columns) + 1}: a TSV of pairs "
-                            "is source<TAB>target (choose the columns with --columns)")
+            screen.reject(f"{path}:{i}", f"has {len(cells)} column(s), needs {max(columns) + 1} (a TSV of pairs is "
+                          "source<TAB>target; choose the columns with --columns)")
+            continue
         source, target = cells[columns[0]].strip(), cells[columns[1]].strip()
         if not source or not target:
-            raise UserError(f"{path}:{i}: the {'source' if not source else 'target'} side is empty")
+            screen.reject(f"{path}:{i}", f"the {'source' if not source else 'target'} side is empty")
+            continue
         sources.append(source)
         targets.append(target)
+    return sources, targets
+
+
+def aligned_pairs(src_path: str, src_lines: list[str], tgt_path: str, tgt_lines: list[str],
+                  screen: Screen) -> tuple[list[str], list[str]]:
+    """The pairs of two line-aligned files; a line blank in both is passed over, unusable ones left to `screen`."""
+    sources, targets = [], []
+    for i, (s, t) in enumerate(zip(src_lines, tgt_lines, strict=True), 1):
+        if not s.strip() and not t.strip():
+            continue
+        if not s.strip() or not t.strip():
+            screen.reject(f"{tgt_path if s.strip() else src_path}:{i}", "an empty line where the other file has a sentence")
+            continue
+        s = screen.line(s, f"{src_path}:{i}")
+        t = screen.line(t, f"{tgt_path}:{i}") if s is not None else None  # one place named per pair left out
+        if t is not None:
+            sources.append(s)
+            targets.append(t)
     return sources, targets
 
 

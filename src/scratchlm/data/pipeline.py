@@ -24,6 +24,7 @@ class DataConfig:
     valid_path: str | None = None  # a separate validation file; None: the end of `path`
     valid_fraction: float | None = None  # share of the stream held out, from its end (book: 0.2; else 0.1)
     tokenizer: TokenizerSpec = field(default_factory=TokenizerSpec)
+    repair: bool = True  # Windows-1252 characters decoded as latin-1 (C1 controls) are repaired (data/clean.py)
 
     def __post_init__(self) -> None:
         if isinstance(self.tokenizer, dict):
@@ -61,10 +62,11 @@ class LMData(OneCorpus):
     train_ids: np.ndarray
     valid_ids: np.ndarray
     corpus: Corpus
+    repaired_lines: int = 0  # lines whose mojibake was repaired as they were read
 
     def summary(self) -> dict:
         return {**self.corpus_summary(), "train_tokens": len(self.train_ids), "valid_tokens": len(self.valid_ids),
-                "vocab_size": self.tokenizer.vocab_size}
+                "vocab_size": self.tokenizer.vocab_size, "lines_repaired": self.repaired_lines}
 
 
 def load_lm_data(config: DataConfig, cache_dir: Path | None = None, tokenizer: Tokenizer | None = None,
@@ -72,11 +74,11 @@ def load_lm_data(config: DataConfig, cache_dir: Path | None = None, tokenizer: T
     """Read, tokenize (or reuse the cache) and split at a multiple of `align`.
 
     A given tokenizer is used as it is (resume, eval)."""
-    corpus = open_corpus(config.path, config.encoding)
-    tokenizer, ids = tokenize_corpus(corpus, tokenizer or config.tokenizer, cache_dir)
+    corpus = open_corpus(config.path, config.encoding, config.repair)
+    tokenizer, ids, repaired = tokenize_corpus(corpus, tokenizer or config.tokenizer, cache_dir)
     if config.valid_path:
-        _, valid_ids = tokenize_corpus(open_corpus(config.valid_path, config.encoding), tokenizer, cache_dir)
-        train_ids = ids
+        valid = tokenize_corpus(open_corpus(config.valid_path, config.encoding, config.repair), tokenizer, cache_dir)
+        train_ids, valid_ids, repaired = ids, valid.ids, repaired + valid.repaired_lines
     else:
         train_ids, valid_ids = split_stream(ids, config.valid_fraction, align)
-    return LMData(tokenizer, train_ids, valid_ids, corpus)
+    return LMData(tokenizer, train_ids, valid_ids, corpus, repaired)

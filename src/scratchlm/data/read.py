@@ -3,6 +3,7 @@
 A corpus is a list of `Source`s (one per document) that are read lazily, a block at a time, so a
 1 GB file is never held in memory whole. Decoding is UTF-8 by default; when UTF-8 fails we ask
 charset-normalizer (a maintained detector) instead of guessing by hand; a byte-order mark wins over both.
+With `repair`, Windows-1252 mojibake (C1 controls) in a line becomes the characters meant (data/clean.py).
 Every failure is a `UserError` naming the file and what to do.
 """
 
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from scratchlm.data.clean import MOJIBAKE, repair_mojibake
 from scratchlm.data.human_numbers import NAME as HUMAN_NUMBERS
 from scratchlm.data.human_numbers import human_numbers_text
 from scratchlm.errors import UserError
@@ -103,19 +105,32 @@ class Corpus:
     sources: tuple[Source, ...]
     content_hash: str  # sha256 over names and bytes: the key of the token cache
 
-    def texts(self) -> Iterator[Iterator[str]]:
-        """Each document's lines, document by document."""
-        return (source.lines() for source in self.sources)
+    repair: bool = False  # lines' C1 controls become Windows-1252's characters (data/clean.py)
+
+    def texts(self, repaired: list[int] | None = None) -> Iterator[Iterator[str]]:
+        """Each document's lines, document by document; `repaired[0]` counts the lines repaired."""
+        return (self.repaired_lines(source.lines(), repaired) for source in self.sources) if self.repair else (
+            source.lines() for source in self.sources)
+
+    @staticmethod
+    def repaired_lines(lines: Iterator[str], repaired: list[int] | None) -> Iterator[str]:
+        for line in lines:
+            if MOJIBAKE.search(line):
+                line = repair_mojibake(line)
+                if repaired is not None:
+                    repaired[0] += 1
+            yield line
 
 
-def open_corpus(spec: str, encoding: str | None = None) -> Corpus:
-    """Resolve `--data`: the built-in corpus name, a text file, or a folder of text files."""
+def open_corpus(spec: str, encoding: str | None = None, repair: bool = False) -> Corpus:
+    """Resolve `--data`: the built-in corpus name, a text file, or a folder of text files; `repair`: its lines'
+    mojibake is repaired as they are read."""
     if spec == HUMAN_NUMBERS:
         if encoding:
             raise UserError(f"--encoding {encoding} is for files; {HUMAN_NUMBERS} is built in and has no encoding "
                             "to choose (drop --encoding)")
         digest = hashlib.sha256(human_numbers_text().encode()).hexdigest()
-        return Corpus(spec, (Source(HUMAN_NUMBERS, "utf-8"),), digest)
+        return Corpus(spec, (Source(HUMAN_NUMBERS, "utf-8"),), digest, repair)
     path = Path(spec)
     if not path.exists():
         raise UserError(f"{spec}: no such file or folder (use a text file, a folder of them, or {HUMAN_NUMBERS})")
@@ -135,7 +150,7 @@ def open_corpus(spec: str, encoding: str | None = None) -> Corpus:
         for p in files:  # an archive is never text, whatever encoding it is read with
             refuse_known_binary(p, read_head(p))
     sources = tuple(Source(str(p), encoding or detect_encoding(p)) for p in files)
-    return Corpus(spec, sources, hash_files(files, root=path))
+    return Corpus(spec, sources, hash_files(files, root=path), repair)
 
 
 def codec_name(encoding: str, spec: str) -> str:
@@ -149,7 +164,8 @@ def codec_name(encoding: str, spec: str) -> str:
 def detect_encoding(path: Path) -> str:
     """UTF-8 if the whole file decodes as UTF-8, else a byte-order mark, else charset-normalizer's best guess.
 
-    An archive, PDF, image or program is refused first by its magic bytes (see MAGIC), then anything with NUL bytes.
+    An archive, PDF, image or program is refused first by its magic bytes (see MAGIC), then anything with more
+    than one NUL byte in a thousand (binary data, or UTF-16 without a byte-order mark).
     """
     head = read_head(path)
     if not head:
@@ -158,7 +174,7 @@ def detect_encoding(path: Path) -> str:
     for bom, name in BOMS:
         if head.startswith(bom):
             return name
-    if b"\x00" in head:
+    if head.count(b"\x00") > len(head) // 1000:  # a NUL or two in a corpus is a damaged line (data/clean.py)
         raise UserError(f"{path}: looks like a binary file (it contains NUL bytes), not text; "
                         "if it is UTF-16 or UTF-32 text without a byte-order mark, pass --encoding")
     if decodes_as(path, "utf-8"):

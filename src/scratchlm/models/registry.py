@@ -71,6 +71,15 @@ class ModelSpec:
                             f"{', '.join(sorted(known - set(dims)))}")
         return self.config_cls(**values)
 
+    def saved_config(self, saved: dict[str, Any], dims: dict[str, Any] | None = None) -> Any:
+        """A saved run's config: config.json's (completed by scratchlm.releases), the data's `dims` over it.
+        Never this entry's defaults: a later release may change them, and the weights would no longer fit."""
+        known = {f.name for f in dataclasses.fields(self.config_cls)}
+        if unknown := sorted(set(saved) - known):
+            raise UserError(f"the saved {self.name} config has {', '.join(unknown)}, which this scratchlm's {self.name} "
+                            "does not know (was the file edited?)")
+        return self.config_cls(**{**saved, **{k: v for k, v in (dims or {}).items() if k in known}})
+
     def build(self, config: Any) -> nn.Module:
         return self.model_cls(config)
 
@@ -83,11 +92,12 @@ class ModelSpec:
 
 
 def build_body(encoder: dict, vocab_size: int) -> nn.Module:
-    """The language model a classifier's `encoder` names ({"name", "config"}), on `vocab_size` tokens."""
+    """The language model a classifier's `encoder` names ({"name", "config"}: a trained run's, as saved), on
+    `vocab_size` tokens."""
     spec = get_spec(encoder["name"])
     if spec.task != "lm":
         raise UserError(f"{spec.name} is a {spec.task} model; a classifier's body is a language model")
-    return spec.build(spec.make_config({"vocab_size": vocab_size}, encoder.get("config", {})))
+    return spec.build(spec.saved_config(encoder["config"], {"vocab_size": vocab_size}))
 
 
 def ulmfit(config: LMClassifierConfig) -> nn.Module:

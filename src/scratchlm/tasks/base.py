@@ -53,6 +53,7 @@ from scratchlm.errors import UserError
 from scratchlm.files import atomic_write_json
 from scratchlm.models.base import parameter_count
 from scratchlm.models.registry import ModelSpec, get_spec
+from scratchlm.releases import complete_run_config
 from scratchlm.speed import resolve_device, tune_cpu_threads
 from scratchlm.tasks import task_of_run
 from scratchlm.trainer import TrainConfig
@@ -249,13 +250,12 @@ class Run:
         """
         run_dir = RunDir(path)
         run_dir.recover()
-        config = run_dir.read_config()
-        task = task_of_run(config, path)
+        config, task = read_run_config(run_dir)
         if not issubclass(task.run_class, cls):
             raise UserError(f"{path} is a {task.title} run; this needs a {cls.task_title()} run")
         spec = get_spec(config["model"]["name"])
         tokenizers = task.read_tokenizers(run_dir)
-        model = spec.build(spec.make_config(task.model_dims(tokenizers), config["model"]["config"]))
+        model = spec.build(spec.saved_config(config["model"]["config"], task.model_dims(tokenizers)))
         load_best_weights(run_dir, model)
         device_ = resolve_device(device)
         tune_cpu_threads(device_, parameter_count(model))  # as in training
@@ -285,6 +285,13 @@ class Run:
     @property
     def train_config(self) -> TrainConfig:
         return TrainConfig(**self.config["train"])
+
+
+def read_run_config(run_dir: RunDir) -> tuple[dict, Task]:
+    """A run's config.json, completed as the release that wrote it built the run (scratchlm.releases), and its task."""
+    config = run_dir.read_config()
+    task = task_of_run(config, run_dir.path)
+    return complete_run_config(config, str(run_dir.path), task.data_config_cls), task
 
 
 def load_best_weights(run_dir: RunDir, model: torch.nn.Module) -> None:

@@ -43,13 +43,14 @@ from scratchlm.distributed import World
 from scratchlm.errors import UserError
 from scratchlm.files import atomic_write_json
 from scratchlm.models.registry import ModelSpec, get_spec
-from scratchlm.tasks.base import Batch, Run, Task, load_best_weights
+from scratchlm.tasks.base import Batch, Run, Task, load_best_weights, read_run_config
 from scratchlm.trainer import TrainConfig
 
 LABELS = "labels.json"
 LABELS_FORMAT = "scratchlm-labels/1"
 DATA_OPTIONS = ("data", "encoding", "tokenizer", "vocab_size", "min_freq", "valid_fraction", "label_from_filename",
-                "text_column", "label_column", "max_length", "split_seed", "folds", "fold", "base_run", "embeddings")
+                "text_column", "label_column", "max_length", "split_seed", "folds", "fold", "base_run", "embeddings",
+                "repair", "strict")
 WRONG = 5  # the most confidently wrong examples `eval` shows
 
 
@@ -84,7 +85,7 @@ class Base:
 
     def __init__(self, path: str):
         run_dir = RunDir(path)
-        config = run_dir.read_config()
+        config, _ = read_run_config(run_dir)
         if config.get("task") != "lm":
             raise UserError(f"--from {path}: a {config.get('task')} run; a classifier starts from a language-model run")
         self.path, self.run_dir = path, run_dir
@@ -99,7 +100,7 @@ class Base:
     def load_into(self, body: nn.Module) -> None:
         """The base run's best weights into `body`, the classifier's copy of its model (output layer taken off)."""
         spec = get_spec(self.name)
-        lm = spec.build(spec.make_config({"vocab_size": self.tokenizer.vocab_size}, self.config))
+        lm = spec.build(spec.saved_config(self.config, {"vocab_size": self.tokenizer.vocab_size}))
         load_best_weights(self.run_dir, lm)
         wanted = body.state_dict()
         body.load_state_dict({k: v for k, v in lm.state_dict().items() if k in wanted})
@@ -164,6 +165,7 @@ class ClassificationData:
         counts = np.bincount(self.labelled.labels, minlength=len(self.labels.classes))
         valid_tokens = np.concatenate(self.valid_ids)
         return {"encodings": self.labelled.encodings, "examples": len(self.labelled.texts),
+                **self.labelled.screen.summary(),
                 "labels": dict(zip(self.labels.classes, counts.tolist(), strict=True)),
                 "train_examples": len(self.train_ids), "valid_examples": len(self.valid_ids),
                 "vocab": self.tokenizer.vocab_size, "valid_unknown": float((valid_tokens == 0).mean()),
@@ -236,7 +238,8 @@ class ClassificationRun(Run):
             layout = {"text_column": cfg.text_column, "label_column": cfg.label_column}
         else:
             layout = {"label_from_filename": cfg.label_from_filename}
-        labelled = read_labelled(LabelledConfig(path=data, encoding=encoding, **layout))
+        labelled = read_labelled(LabelledConfig(path=data, encoding=encoding, repair=cfg.repair, strict=cfg.strict,
+                                                **layout))
         if unknown := sorted(set(labelled.classes) - set(self.classes)):
             raise UserError(f"{data}: the label(s) {', '.join(unknown)} are not the run's ({', '.join(self.classes)})")
         index = {c: i for i, c in enumerate(self.classes)}
@@ -308,7 +311,9 @@ class Classification(Task):
 
     def load_data(self, cfg: LabelledConfig, cache_dir: Path | None, tokenizers: dict | None,
                   train_cfg: TrainConfig) -> ClassificationData:
-        return ClassificationData(cfg, tokenizers)
+        data = ClassificationData(cfg, tokenizers)
+        data.labelled.screen.warn("example")
+        return data
 
     def model_dims(self, tokenizers: dict) -> dict[str, int]:
         return {"vocab_size": tokenizers[TOKENIZER].vocab_size, "n_classes": tokenizers[LABELS].vocab_size}

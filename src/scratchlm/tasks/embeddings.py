@@ -37,6 +37,7 @@ from torch import nn
 
 from scratchlm.checkpoint import BEST, TOKENIZER, RunDir, save_weights
 from scratchlm.data.cache import tokenize_corpus
+from scratchlm.data.clean import warn_repaired
 from scratchlm.data.human_numbers import NAME as HUMAN_NUMBERS
 from scratchlm.data.pipeline import OneCorpus
 from scratchlm.data.read import Corpus, open_corpus
@@ -57,7 +58,7 @@ from scratchlm.vectors import (
     read_word2vec,
 )
 
-DATA_OPTIONS = ("data", "encoding", "min_count", "vocab_size", "phrases", "phrase_threshold")
+DATA_OPTIONS = ("data", "encoding", "min_count", "vocab_size", "phrases", "phrase_threshold", "repair")
 BLOCK = 64  # batches made together: one numpy pass lays the windows of 64 x batch_size words
 VALID_PAIRS = 20_000  # the fixed sample of pairs each evaluation scores
 VALID_BLOCKS = 8  # ... taken from this many blocks spread over the stream
@@ -76,6 +77,7 @@ class CorpusConfig:
     phrases: int = 0  # passes of phrase detection before the vocabulary (word2phrase: new york -> new_york)
     phrase_threshold: float = 100.0  # a pair is joined when its phrase score is above this (word2phrase's 100)
     imported: str | None = None  # the vectors file an imported run was made from (it cannot train)
+    repair: bool = True  # Windows-1252 characters decoded as latin-1 (C1 controls) are repaired (data/clean.py)
 
     def __post_init__(self) -> None:
         if self.imported is None and self.path != HUMAN_NUMBERS:
@@ -106,17 +108,18 @@ class EmbeddingData(OneCorpus):
     counts: np.ndarray  # (V,) occurrences of each word; 0 for the specials and the newline token
     boundary: np.ndarray  # (V,) 1 for the ids that end a sentence: the newline token and <doc>
     corpus: Corpus
+    repaired_lines: int = 0  # lines whose mojibake was repaired as they were read
 
     def summary(self) -> dict:
         return {**self.corpus_summary(), "tokens": len(self.ids), "words": int(self.counts.sum()),
-                "vocabulary": int((self.counts > 0).sum())}
+                "vocabulary": int((self.counts > 0).sum()), "lines_repaired": self.repaired_lines}
 
 
 def load_embedding_data(cfg: CorpusConfig, cache_dir: Path | None, tokenizer: Tokenizer | None = None) -> EmbeddingData:
     if cfg.imported is not None:
         raise UserError(f"this run was imported from {cfg.imported}: it holds vectors only and cannot be trained")
-    corpus = open_corpus(cfg.path, cfg.encoding)
-    tokenizer, ids = tokenize_corpus(corpus, tokenizer or cfg.tokenizer, cache_dir)
+    corpus = open_corpus(cfg.path, cfg.encoding, cfg.repair)
+    tokenizer, ids, repaired = tokenize_corpus(corpus, tokenizer or cfg.tokenizer, cache_dir)
     if tokenizer.kind != "word":
         raise UserError("word2vec learns from words: its tokenizer is the word tokenizer")
     counts = np.zeros(tokenizer.vocab_size, dtype=np.int64)
@@ -127,7 +130,7 @@ def load_embedding_data(cfg: CorpusConfig, cache_dir: Path | None, tokenizer: To
     words[rows] = counts[rows]
     if words.sum() == 0:
         raise UserError(f"{cfg.path}: no word is seen {cfg.min_count} times or more; lower --min-count")
-    return EmbeddingData(tokenizer, ids, words, sentence_ends(tokenizer), corpus)
+    return EmbeddingData(tokenizer, ids, words, sentence_ends(tokenizer), corpus, repaired)
 
 
 def sentence_ends(tokenizer: Tokenizer) -> np.ndarray:
@@ -430,7 +433,7 @@ class Embeddings(Task):
         if not options.get("data"):
             raise UserError("word2vec needs a text: give --data FILE (a folder of text files, or human-numbers)")
         return CorpusConfig(path=options["data"], encoding=options.get("encoding"),
-                            **{k: options[k] for k in ("min_count", "vocab_size", "phrases", "phrase_threshold")
+                            **{k: options[k] for k in ("min_count", "vocab_size", "phrases", "phrase_threshold", "repair")
                                if options.get(k) is not None})
 
     def check_resume(self, saved: CorpusConfig, options: dict[str, Any]) -> None:
@@ -446,7 +449,9 @@ class Embeddings(Task):
 
     def load_data(self, cfg: CorpusConfig, cache_dir: Path | None, tokenizers: dict[str, Tokenizer] | None,
                   train_cfg: TrainConfig) -> EmbeddingData:
-        return load_embedding_data(cfg, cache_dir, (tokenizers or {}).get(TOKENIZER))
+        data = load_embedding_data(cfg, cache_dir, (tokenizers or {}).get(TOKENIZER))
+        warn_repaired(data.repaired_lines)
+        return data
 
     def model_dims(self, tokenizers: dict[str, Tokenizer]) -> dict[str, int]:
         return {"vocab_size": tokenizers[TOKENIZER].vocab_size}

@@ -22,6 +22,7 @@ from torch import nn
 from scratchlm.checkpoint import TOKENIZER
 from scratchlm.data.batches import lm_batches
 from scratchlm.data.cache import tokenize_corpus
+from scratchlm.data.clean import warn_repaired
 from scratchlm.data.human_numbers import NAME as HUMAN_NUMBERS
 from scratchlm.data.pipeline import DataConfig, LMData, load_lm_data
 from scratchlm.data.read import open_corpus
@@ -34,7 +35,7 @@ from scratchlm.trainer import TrainConfig, evaluate
 from scratchlm.vectors import WordVectorVerbs
 
 # The API's data options (`scratchlm.train(data=..., tokenizer=...)`, the CLI's --data, --tokenizer, ...)
-DATA_OPTIONS = ("data", "encoding", "valid_data", "valid_fraction", "tokenizer", "vocab_size", "min_freq")
+DATA_OPTIONS = ("data", "encoding", "valid_data", "valid_fraction", "tokenizer", "vocab_size", "min_freq", "repair")
 
 
 class LMRun(WordVectorVerbs, Run):
@@ -186,7 +187,7 @@ class LMRun(WordVectorVerbs, Run):
         if data is None:
             ids = load_lm_data(data_cfg, cache_dir, tokenizer=self.tokenizer, align=train_cfg.bptt).valid_ids
         else:
-            _, ids = tokenize_corpus(open_corpus(data, encoding), self.tokenizer, cache_dir)
+            ids = tokenize_corpus(open_corpus(data, encoding, data_cfg.repair), self.tokenizer, cache_dir).ids
         batches = CharCounted(lm_batches(ids, train_cfg.batch_size, train_cfg.bptt, self.model.carries_state,
                                          shrink=True), self.tokenizer)
         precision = self.config.get("resolved", {}).get("precision", "fp32")
@@ -216,7 +217,8 @@ class LanguageModelling(Task):
         if options.get("tokenizer"):
             tokenizer["kind"] = options["tokenizer"]
         return DataConfig(path=path, encoding=options.get("encoding"), valid_path=options.get("valid_data"),
-                          valid_fraction=options.get("valid_fraction"), tokenizer=TokenizerSpec(**tokenizer))
+                          valid_fraction=options.get("valid_fraction"), tokenizer=TokenizerSpec(**tokenizer),
+                          **({"repair": options["repair"]} if options.get("repair") is not None else {}))
 
     def built_in(self, cfg: DataConfig) -> str | None:
         return HUMAN_NUMBERS if cfg.path == HUMAN_NUMBERS else None
@@ -224,7 +226,8 @@ class LanguageModelling(Task):
     def check_resume(self, saved: DataConfig, options: dict[str, Any]) -> None:
         check_options(options)
         given = {"path": options.get("data"), "encoding": options.get("encoding"),
-                 "valid_path": options.get("valid_data"), "valid_fraction": options.get("valid_fraction")}
+                 "valid_path": options.get("valid_data"), "valid_fraction": options.get("valid_fraction"),
+                 "repair": options.get("repair")}
         if given["path"] and given["path"] != HUMAN_NUMBERS:
             given["path"] = str(Path(given["path"]).expanduser().resolve())
         for key, value in given.items():
@@ -238,7 +241,9 @@ class LanguageModelling(Task):
     def load_data(self, cfg: DataConfig, cache_dir: Path | None, tokenizers: dict[str, Tokenizer] | None,
                   train_cfg: TrainConfig) -> LMData:
         """The id streams, split at a multiple of the window; a run's own tokenizer when resuming."""
-        return load_lm_data(cfg, cache_dir, tokenizer=(tokenizers or {}).get(TOKENIZER), align=train_cfg.bptt)
+        data = load_lm_data(cfg, cache_dir, tokenizer=(tokenizers or {}).get(TOKENIZER), align=train_cfg.bptt)
+        warn_repaired(data.repaired_lines)
+        return data
 
     def model_dims(self, tokenizers: dict[str, Tokenizer]) -> dict[str, int]:
         return {"vocab_size": tokenizers[TOKENIZER].vocab_size}

@@ -41,7 +41,7 @@ from scratchlm.trainer import TrainConfig
 
 SOURCE, TARGET = "tokenizer-source.json", "tokenizer-target.json"
 DATA_OPTIONS = ("data", "src", "tgt", "columns", "reverse", "encoding", "tokenizer", "vocab_size", "min_freq",
-                "joint", "max_length", "valid_fraction")
+                "joint", "max_length", "valid_fraction", "repair", "strict")
 BLEU_STATS, CHRF_STATS = 10, 18  # sacrebleu's sufficient statistics per sentence (BLEU 4-gram, chrF 6+2 orders)
 MAX_LENGTH = (2.0, 10)  # decoding stops after 2 x the source's tokens + 10 at most
 VALID_SLICE = 1000  # held-out sources decoded at each evaluation during training (`eval` reads them all)
@@ -77,7 +77,8 @@ class TranslationData:
         return self.pairs.content_hash
 
     def summary(self) -> dict:
-        return {"encodings": self.pairs.encodings, "pairs": len(self.pairs.sources), "train_pairs": len(self.train_src),
+        return {"encodings": self.pairs.encodings, "pairs": len(self.pairs.sources), **self.pairs.screen.summary(),
+                "train_pairs": len(self.train_src),
                 "left_out_too_long": self.too_long, "valid_sources": len(self.valid_sources),
                 "valid_pairs": sum(len(refs) for refs in self.held.values()),
                 "source_vocab": self.source.vocab_size, "target_vocab": self.target.vocab_size}
@@ -269,8 +270,8 @@ class Translation(Task):
         tokenizer["vocab_size"] = options.get("vocab_size") or (8000 if tokenizer["kind"] == "bpe" else None)
         if options.get("min_freq") is not None:
             tokenizer["min_freq"] = options["min_freq"]
-        fields = {k: options[k] for k in ("src", "tgt", "reverse", "encoding", "joint", "max_length", "valid_fraction")
-                  if options.get(k) is not None}
+        fields = {k: options[k] for k in ("src", "tgt", "reverse", "encoding", "joint", "max_length", "valid_fraction",
+                                          "repair", "strict") if options.get(k) is not None}
         if options.get("columns") is not None:
             fields["columns"] = parse_columns(options["columns"])
         return PairsConfig(path=options.get("data"), tokenizer=TokenizerSpec(**tokenizer), **fields)
@@ -295,7 +296,9 @@ class Translation(Task):
 
     def load_data(self, cfg: PairsConfig, cache_dir: Path | None, tokenizers: dict[str, Tokenizer] | None,
                   train_cfg: TrainConfig) -> TranslationData:
-        return split_data(cfg, tokenizers)
+        data = split_data(cfg, tokenizers)
+        data.pairs.screen.warn("pair")
+        return data
 
     def model_dims(self, tokenizers: dict[str, Tokenizer]) -> dict[str, int | bool]:
         """The vocabulary sizes, and whether both languages share one vocabulary (a joint one: the same
