@@ -60,8 +60,9 @@ def train_args(out: Path, options: dict = OPTIONS) -> list[str]:
     return args + (["--resume"] if (out / CONFIG).exists() else [])
 
 
-def fork_cli(args: list[str], kill_at: int = 0, stderr: Path | None = None) -> int:
-    """`scratchlm ARGS` in a forked child (this interpreter's modules already imported); its pid."""
+def fork_cli(args: list[str], kill_at: int = 0, stderr: Path | None = None, hook: str = "") -> int:
+    """`scratchlm ARGS` in a forked child (this interpreter's modules already imported); its pid. The child
+    runs KILL_HOOK, or `hook` (FULL_DISK_HOOK) with `kill_at` as its number."""
     pid = os.fork()
     if pid:
         return pid
@@ -70,7 +71,7 @@ def fork_cli(args: list[str], kill_at: int = 0, stderr: Path | None = None) -> i
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (the child ends with os._exit, which flushes nothing)
         sys.stderr = open(stderr or os.devnull, "w", buffering=1)  # noqa: SIM115
         sys.argv = ["-c", str(kill_at), *args]
-        exec(KILL_HOOK, {"__name__": "__main__"})
+        exec(hook or KILL_HOOK, {"__name__": "__main__"})
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
     finally:
@@ -256,3 +257,118 @@ def test_a_translation_run_killed_during_checkpoints_resumes_bit_identical(tmp_p
     assert mid >= 2, "the kills should land inside checkpoint writes"
     assert wait(fork_cli(args())) == 0
     assert_same_run(out, reference)
+
+
+# Run by torchrun as each worker: rank 1 SIGKILLs itself (KILL=kill), or stops without dying (KILL=stop), once
+# rank 0 has written a checkpoint past step 10 (argv: the run folder, then scratchlm's arguments), so the kill
+# lands mid-run on any machine.
+TORCHRUN_WORKER = """
+import os, signal, sys, threading, time
+from pathlib import Path
+from scratchlm.checkpoint import RunDir
+from scratchlm.cli import main
+out = Path(sys.argv[1])
+def kill_after_a_checkpoint():
+    while True:
+        try:
+            if (out / "state.pt").exists() and RunDir(out).load_state()["step"] > 10:
+                os.kill(os.getpid(), signal.SIGSTOP if os.environ["KILL"] == "stop" else signal.SIGKILL)
+        except Exception:
+            pass  # caught between two renames: look again
+        time.sleep(0.01)
+if os.environ["RANK"] == "1" and os.environ["KILL"] != "no":
+    threading.Thread(target=kill_after_a_checkpoint, daemon=True).start()
+sys.exit(main(sys.argv[2:]))
+"""
+TORCHRUN_OPTIONS = {"model": "rnn", "epochs": 4, "batch_size": 128, "eval_every": 5, "device": "cpu"}
+
+
+def torchrun_workers(out: Path, worker: Path, kill: str = "no", timeout: float = 300,
+                     collective_timeout: float = 60) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "KILL": kill, "SCRATCHLM_COLLECTIVE_TIMEOUT": str(collective_timeout)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", str(worker),
+               str(out), *train_args(out, TORCHRUN_OPTIONS)]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_worker_killed_under_torchrun_stops_the_other_in_one_line_and_resume_is_exact(tmp_path: Path):
+    worker = tmp_path / "worker.py"
+    worker.write_text(TORCHRUN_WORKER)
+    reference, out = tmp_path / "reference", tmp_path / "run"
+    assert torchrun_workers(reference, worker).returncode == 0
+
+    began = time.monotonic()
+    killed = torchrun_workers(out, worker, kill="kill")
+    lines = [line for line in killed.stderr.splitlines() if line.startswith("scratchlm:")]
+    assert killed.returncode != 0 and time.monotonic() - began < 60, "the survivor must not wait for the lost worker"
+    assert lines == ["scratchlm: error: process 1 (of 2) stopped answering: killed, crashed or out of memory; the run "
+                     "keeps its last checkpoint: start the same torchrun command with --resume to continue"], killed.stderr
+    # no worker's traceback ("[rank0]: Traceback"); torchrun's own report of the killed worker follows its lines
+    assert not any(line.startswith("[rank") and "Traceback" in line for line in killed.stderr.splitlines())
+    assert_readable(out)
+
+    resumed = torchrun_workers(out, worker)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_run(out, reference)
+
+
+@pytest.mark.slow
+def test_a_worker_that_stops_answering_times_out_the_collective(tmp_path: Path):
+    """A stopped process (a hung machine) keeps its connections open: only the collective's timeout ends the wait."""
+    worker = tmp_path / "worker.py"
+    worker.write_text(TORCHRUN_WORKER)
+    began = time.monotonic()
+    stopped = torchrun_workers(tmp_path / "run", worker, kill="stop", collective_timeout=10)
+    lines = [line for line in stopped.stderr.splitlines() if line.startswith("scratchlm:")]
+    assert stopped.returncode != 0 and time.monotonic() - began < 120
+    assert len(lines) == 1 and "process 1 (of 2) stopped answering" in lines[0], stopped.stderr
+    assert_readable(tmp_path / "run")
+
+
+# Run in the child: from the FULL_AT-th os.replace on (0: from the start), no file may grow past 4 KiB, as on a
+# disk that filled up mid-run. Python ignores SIGXFSZ, so the write fails with EFBIG ("File too large").
+FULL_DISK_HOOK = """
+import os, resource, sys
+from scratchlm.cli import main
+calls, full_at = [0], int(sys.argv[1])
+def fill():
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+real_replace = os.replace
+def replace(*args, **kwargs):
+    result = real_replace(*args, **kwargs)
+    calls[0] += 1
+    if calls[0] == full_at:
+        fill()
+    return result
+os.replace = replace
+if full_at == 0:
+    fill()
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_a_checkpoint_that_cannot_be_written_stops_in_one_line_and_resumes_once_there_is_room(reference: Path,
+                                                                                              tmp_path: Path):
+    out, log = tmp_path / "run", tmp_path / "stderr.txt"
+    assert wait(fork_cli(train_args(out), kill_at=30, stderr=log, hook=FULL_DISK_HOOK)) == 2
+    kept = RunDir(out).load_state()["step"]
+    message = log.read_text().strip()
+    assert message.startswith(f"scratchlm: error: {out}: cannot write the checkpoint of step {kept + 7} (File too "
+                              f"large); the checkpoint of step {kept} is intact; free space and continue with --resume")
+    assert message.count("\n") == 0 and kept > 0
+    assert pair_ok(out / LAST, out / STATE) and not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
+    assert_readable(out)
+    assert wait(fork_cli(train_args(out))) == 0  # room again
+    assert_same_run(out, reference)
+
+
+def test_a_token_cache_that_cannot_be_written_is_never_used(tmp_path: Path, cache_dir: Path):
+    data = tmp_path / "text.txt"
+    data.write_text("a text long enough to need more than four kilobytes of token ids.\n" * 400)
+    out, log = tmp_path / "run", tmp_path / "stderr.txt"
+    args = ["train", "--data", str(data), "--epochs", "1", "--batch-size", "8", "--out", str(out), "--quiet"]
+    assert wait(fork_cli(args, kill_at=0, stderr=log, hook=FULL_DISK_HOOK)) == 2
+    assert log.read_text() == (f"scratchlm: error: {cache_dir}: cannot write the token cache (File too large); "
+                               "free space there or choose another --cache-dir\n")
+    assert not out.exists() and [p.name for p in cache_dir.iterdir()] == []  # no entry, whole or partial
+    assert wait(fork_cli(args)) == 0

@@ -14,6 +14,7 @@ import contextlib
 import math
 import platform
 import sys
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from scratchlm.checkpoint import LAST, STATE, RunDir, load_weights
 from scratchlm.data.human_numbers import NAME as HUMAN_NUMBERS
 from scratchlm.distributed import World
 from scratchlm.errors import UserError
+from scratchlm.files import cannot_write
 from scratchlm.models.base import fits_by_counting, parameter_count
 from scratchlm.models.registry import DEFAULT_MODEL, ModelSpec, get_spec
 from scratchlm.plots import plot_losses, plot_lr_find
@@ -183,7 +185,10 @@ def fit_run(run_dir: RunDir, plan: Plan, resume: bool, progress: bool | str, cac
     if not world.is_main:
         return None
     if history:
-        plot_losses(history, run_dir.file("loss.png"), f"{spec.name}, {run_dir.path.name}", task.metrics[1:2])
+        try:
+            plot_losses(history, run_dir.file("loss.png"), f"{spec.name}, {run_dir.path.name}", task.metrics[1:2])
+        except OSError as e:  # the run is whole without its picture
+            warnings.warn(f"{run_dir.file('loss.png')}: not drawn ({cannot_write(e)})", stacklevel=2)
     return Run.load(run_dir.path, device=train_cfg.device)
 
 

@@ -19,7 +19,9 @@ under `state.pt.tmp`, the weights renamed into place, then the state: on the nex
 thrown away and the previous pair, still consistent, is used.
 
 Each weights file carries in its header the step, a sha256 of its tensors and the sha256 of the state
-file it pairs with, so a truncated or corrupted file is found when it is read, not trusted. The pair
+file it pairs with, so a truncated or corrupted file is found when it is read, not trusted. A checkpoint
+that cannot be written (a full disk) stops the run in one line; the pair before it is untouched, and
+`--resume` continues from it once there is room. The pair
 before the latest is kept (hard links, no copy) as previous.safetensors and previous-state.pt: when
 the latest pair is damaged, recovery falls back to it with a warning.
 """
@@ -43,7 +45,7 @@ from torch import nn
 
 from scratchlm import __version__
 from scratchlm.errors import UserError
-from scratchlm.files import atomic_write, atomic_write_json, fsync_dir, replacing
+from scratchlm.files import atomic_write, atomic_write_json, cannot_write, fsync_dir, replacing
 
 FORMAT = "scratchlm-run/1"
 CONFIG, TOKENIZER, BEST, LAST, STATE, METRICS = (
@@ -288,8 +290,12 @@ class RunDir:
         return config
 
     def write_config(self, config: dict) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.file(CONFIG), {"format": FORMAT, **config})
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.file(CONFIG), {"format": FORMAT, **config})
+        except OSError as e:
+            raise UserError(f"{self.file(CONFIG)}: cannot be written ({cannot_write(e)}); free space and start "
+                            "again") from None
 
     @contextmanager
     def lock(self) -> Iterator[None]:
@@ -317,15 +323,29 @@ class RunDir:
     def save_checkpoint(self, model: nn.Module, state: dict, is_best: bool) -> None:
         """Weights and state as one consistent pair (see the module docstring for the order)."""
         pending = self.file(STATE + ".tmp")
-        state_sha256 = save_state(pending, state)
-        if self.file(LAST).exists() and self.file(STATE).exists():  # the pair now in place becomes the previous
-            link_into_place(self.file(LAST), self.file(PREV_LAST))
-            link_into_place(self.file(STATE), self.file(PREV_STATE))
-        save_weights(self.file(LAST), model, state["step"], state_sha256)
-        os.replace(pending, self.file(STATE))
-        fsync_dir(self.path)
-        if is_best:
-            self.promote_best()
+        kept = weights_step(self.file(LAST))
+        try:
+            state_sha256 = save_state(pending, state)
+            if self.file(LAST).exists() and self.file(STATE).exists():  # the pair now in place becomes the previous
+                link_into_place(self.file(LAST), self.file(PREV_LAST))
+                link_into_place(self.file(STATE), self.file(PREV_STATE))
+            save_weights(self.file(LAST), model, state["step"], state_sha256)
+        except OSError as e:  # the weights in place are still the previous checkpoint's: its pair is whole
+            pending.unlink(missing_ok=True)
+            raise self.not_written(f"the checkpoint of step {state['step']}", e, kept) from None
+        try:
+            os.replace(pending, self.file(STATE))
+            fsync_dir(self.path)
+            if is_best:
+                self.promote_best()
+        except OSError as e:  # the new weights and the pending state pair up: the next start finishes the rename
+            raise self.not_written(f"the checkpoint of step {state['step']}", e, state["step"]) from None
+
+    def not_written(self, what: str, error: OSError, kept: int | None) -> UserError:
+        """One line for a write that failed: the cause, and the checkpoint --resume will continue from."""
+        after = (f"the checkpoint of step {kept} is intact; free space and continue with --resume" if kept is not None
+                 else "no checkpoint was saved yet; free space and start again")
+        return UserError(f"{self.path}: cannot write {what} ({cannot_write(error)}); {after}")
 
     def promote_best(self) -> None:
         """model.safetensors becomes the latest weights."""
@@ -401,7 +421,11 @@ class RunDir:
         return load_state(self.file(STATE))
 
     def write_metrics(self, history: list[dict]) -> None:
-        atomic_write(self.file(METRICS), "".join(json.dumps(row) + "\n" for row in history).encode())
+        """metrics.jsonl: the state's history, which the next start rewrites if this write fails."""
+        try:
+            atomic_write(self.file(METRICS), "".join(json.dumps(row) + "\n" for row in history).encode())
+        except OSError as e:
+            raise self.not_written(METRICS, e, weights_step(self.file(LAST))) from None
 
     def read_metrics(self) -> list[dict]:
         if not self.file(METRICS).exists():

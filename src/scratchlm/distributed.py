@@ -14,21 +14,36 @@ Whatever decides when the loop stops (the loss, the clock, Ctrl-C) is agreed on 
 through one collective, or one of them would wait forever for the others at the next all-reduce.
 Processes talk over gloo on the CPU and NCCL on GPUs. Without torchrun, `World()` is the single
 process and every method here does nothing.
+
+A process that dies (kill -9, out of memory) or stops answering must not leave the others waiting: a
+collective fails at once when its peer's connection drops, and after `COLLECTIVE_TIMEOUT` when the peer is
+silent. The survivors then call the roll on torchrun's store, name the ranks that do not answer, and stop
+with one line (`LostProcess`); the run keeps its last checkpoint, from which `--resume` continues exactly.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from scratchlm.errors import UserError
+from scratchlm.errors import LostProcess, UserError
 from scratchlm.models.base import State
+
+# How long a collective waits for a silent process. Rank 0 alone fills the token cache and writes each
+# checkpoint while the others wait at a barrier, so it must outlast the longest of those; SCRATCHLM_COLLECTIVE_TIMEOUT
+# (seconds) changes it.
+COLLECTIVE_TIMEOUT = 600.0
+ROLL_CALL_SECONDS = 3.0  # how long the survivors of a failed collective wait for each other to answer
 
 
 @dataclass(frozen=True)
@@ -78,13 +93,32 @@ class World:
             return
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=self.rank, world_size=self.size)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=self.rank, world_size=self.size,
+                                timeout=timedelta(seconds=collective_timeout()))
         try:
             world = replace(self, device=device)
             world.barrier()  # every process has checked its arguments before rank 0 writes anything
             yield world
+        except (RuntimeError, dist.DistError) as e:
+            if not collective_failed(e):
+                raise
+            raise self.lost() from None
         finally:
             dist.destroy_process_group()
+
+    def lost(self) -> LostProcess:
+        """The error of a survivor whose collective failed: which ranks are gone, from a roll call. torchrun
+        sends the survivors SIGTERM once it sees a worker die; the roll call must outlast it to name the dead."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        missing = roll_call(self.rank, self.size)
+        if missing is None:
+            who, speaks = "another process of the run", True
+        else:
+            who = "process " + ", ".join(str(r) for r in missing) if missing else "another process of the run"
+            speaks = self.rank == min(set(range(self.size)) - set(missing))
+        return LostProcess(f"{who} (of {self.size}) stopped answering: killed, crashed or out of memory; the run keeps "
+                           "its last checkpoint: start the same torchrun command with --resume to continue", speaks)
 
     def barrier(self) -> None:
         """Wait until every process gets here (NCCL is told its GPU, or it would guess one)."""
@@ -163,3 +197,37 @@ class World:
         counts = [str(n) for n in range(1, batch_size + 1) if batch_size % n == 0][:12]
         raise UserError(f"the run's --batch-size {batch_size} cannot be split over {self.size} processes; "
                         f"resume it with {', '.join(counts)} processes")
+
+
+def collective_timeout() -> float:
+    try:
+        return float(os.environ.get("SCRATCHLM_COLLECTIVE_TIMEOUT", COLLECTIVE_TIMEOUT))
+    except ValueError:
+        raise UserError("SCRATCHLM_COLLECTIVE_TIMEOUT must be a number of seconds") from None
+
+
+def collective_failed(error: BaseException) -> bool:
+    """Did a collective fail because a peer went away (a reset connection, a timeout), rather than a bug?
+    gloo raises a plain RuntimeError naming itself; NCCL and the store raise torch.distributed's errors."""
+    text = str(error)
+    return isinstance(error, dist.DistError) or any(
+        mark in text for mark in ("gloo", "Gloo", "NCCL", "Connection reset", "Connection closed", "Timed out"))
+
+
+def roll_call(rank: int, size: int) -> list[int] | None:
+    """The ranks that do not answer within ROLL_CALL_SECONDS on torchrun's store (which outlives its workers),
+    or None when the store cannot be reached (it lived in the lost process)."""
+    try:
+        store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+                              timeout=timedelta(seconds=ROLL_CALL_SECONDS))
+        prefix = (f"scratchlm/roll-call/{os.environ.get('TORCHELASTIC_RUN_ID', '')}/"
+                  f"{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}")
+        store.set(f"{prefix}/{rank}", "here")
+        deadline = time.monotonic() + ROLL_CALL_SECONDS
+        while True:
+            missing = [r for r in range(size) if not store.check([f"{prefix}/{r}"])]
+            if not missing or time.monotonic() > deadline:
+                return missing
+            time.sleep(0.05)
+    except (KeyError, ValueError, RuntimeError, dist.DistError):
+        return None

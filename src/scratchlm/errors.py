@@ -28,6 +28,15 @@ def closest(name: str, choices: Iterable[str]) -> list[str]:
     return [lower[choice] for choice in near[:3]]
 
 
+class LostProcess(UserError):
+    """Another process of a torchrun launch died (killed, out of memory) or stopped answering: every collective
+    would wait for it forever. `speaks` is False on all survivors but the lowest rank, so the user reads one line."""
+
+    def __init__(self, message: str, speaks: bool = True):
+        super().__init__(message)
+        self.speaks = speaks
+
+
 class Interrupted(Exception):
     """Training stopped on request (Ctrl-C, SIGTERM) after saving; `--resume` continues."""
 

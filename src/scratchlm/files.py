@@ -1,17 +1,28 @@
 """Atomic writes: every file scratchlm writes goes through here.
 
 A file is written to a temporary name in the same folder, flushed to disk, and renamed over the old one,
-so a reader (or a run killed mid-write) only ever sees a whole old file or a whole new one.
+so a reader (or a run killed mid-write) only ever sees a whole old file or a whole new one. A write that
+fails (a full disk, a file-size limit, a read-only file system) leaves the old file as it was; `DISK_ERRORS`
+are the causes a user can mend, which the CLI reports in one line.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+# No space, over a quota, over the file-size limit, a read-only file system, no permission, a failing device
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO)
+
+
+def cannot_write(error: OSError) -> str:
+    """Why a write failed, in words: 'No space left on device'."""
+    return error.strerror or str(error)
 
 
 def fsync_dir(folder: Path) -> None:

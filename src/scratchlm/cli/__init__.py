@@ -21,7 +21,8 @@ from functools import cache
 from importlib import import_module
 from typing import Any
 
-from scratchlm.errors import Interrupted, UserError
+from scratchlm.errors import Interrupted, LostProcess, UserError
+from scratchlm.files import DISK_ERRORS, cannot_write
 from scratchlm.tasks import TASK_NAMES
 
 EXIT_USER_ERROR = 2
@@ -360,6 +361,10 @@ def run_verb(argv: Sequence[str] | None) -> int:
             names = ", ".join(parser._subparsers._group_actions[0].choices)  # noqa: SLF001 (argparse keeps them there)
             raise UserError(f"give a verb: {names} (see `scratchlm --help`)")
         return args.handler(args)
+    except LostProcess as e:  # every survivor of a torchrun launch stops; the lowest rank says why
+        if e.speaks:
+            print(f"scratchlm: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except UserError as e:
         print(f"scratchlm: error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -371,3 +376,8 @@ def run_verb(argv: Sequence[str] | None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # `scratchlm generate ... | head`
         return 0
+    except OSError as e:  # a full disk, a read-only folder: the user's to mend, told in one line
+        if e.errno not in DISK_ERRORS:
+            raise
+        print(f"scratchlm: error: {e.filename or 'a file'}: {cannot_write(e)}", file=sys.stderr)
+        return EXIT_USER_ERROR
