@@ -19,7 +19,7 @@ from pathlib import Path
 from common import BenchError, Section, log, run_child
 
 NAME = "reliability"
-TITLE = "Reliability: kills survived, bad inputs refused, fuzz examples"
+TITLE = "Reliability: kills survived (alone and under torchrun), full disks, damaged lines, bad inputs, fuzz examples"
 ABOUT = ("Runs parts of the test suite in a child pytest and counts what they exercised. Kills: SIGKILLs of a "
          "training process (`tests/test_faults.py`: real `python -m scratchlm train` processes killed at random "
          "times and at random file writes, then resumed with --resume) after which the run still ended "
