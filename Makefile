@@ -16,12 +16,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The first minute: the n-gram baseline and an AWD-LSTM on the same split (their accuracies side by side), then
+# the LSTM continues a count and ranks the right sentence far above a wrong one
 demo: $(STAMP)
-	rm -rf runs/demo-rnn
-	$(BIN)/scratchlm train --data human-numbers --model rnn --out runs/demo-rnn
-	$(BIN)/scratchlm generate runs/demo-rnn --prompt "one thousand one . one thousand two ." --tokens 40
-	$(BIN)/scratchlm score runs/demo-rnn "five thousand six hundred . five thousand six hundred one" \
+	rm -rf runs/demo
+	$(BIN)/scratchlm ladder --data human-numbers --models ngram,awd-lstm --out runs/demo
+	$(BIN)/scratchlm generate runs/demo/awd-lstm --prompt "five thousand six hundred . five thousand six hundred one ." \
+		--tokens 30
+	$(BIN)/scratchlm score runs/demo/awd-lstm "five thousand six hundred . five thousand six hundred one" \
 		"five thousand six hundred . nine . twelve"
+	@echo "The scratchlm command is in $(BIN): 'source $(BIN)/activate' puts it on your PATH, as the README types it."
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto

@@ -429,11 +429,11 @@ def test_the_commands_classify_evaluate_and_cross_validate(tmp_path: Path, capsy
     (tmp_path / "in.txt").write_text("the view was great\n\nthe staff was poor\n", encoding="utf-8")
     assert main(["classify", str(out), "--file", str(tmp_path / "in.txt"), "--json", "--all-labels"]) == 0
     results = [json.loads(line) for line in capsys.readouterr()[0].splitlines()]
-    assert [r["label"] for r in results] == ["pos", "neg"]
+    assert [r["label"] for r in results] == ["pos", None, "neg"]  # one line in, one line out
     assert set(results[0]["probabilities"]) == {"neg", "pos"} and sum(results[0]["probabilities"].values()) == pytest.approx(1)
     monkeypatch.setattr("sys.stdin", open(tmp_path / "in.txt", encoding="utf-8"))  # noqa: SIM115
     assert main(["classify", str(out)]) == 0
-    assert len(capsys.readouterr()[0].splitlines()) == 2
+    assert len(capsys.readouterr()[0].splitlines()) == 3
     assert main(["eval", str(out)]) == 0
     text = capsys.readouterr()[0]
     assert text.startswith("held-out split: 4 examples, accuracy 1.0000")
@@ -472,7 +472,7 @@ def test_bad_classification_commands_are_one_line(polar_run: Path, lm_run: Path,
          "label_from_filename: not an option of language-model data"),
         (train, "give the labelled examples as --data"),
         (["classify", str(lm_run), "good"], "is a language-model run; this needs a classification run"),
-        (["classify", str(polar_run), "  "], "cannot classify an empty text"),
+        (["classify", str(polar_run), "  "], "nothing to read: give texts"),
         (["classify", str(polar_run), "good", "--file", data], "give texts or --file, not both"),
         (["classify", str(polar_run), "--file", str(tmp_path / "nope.txt")], "nope.txt: no such file"),
         (["eval", str(lm_run), "--folds", "3"], "a language-model run has no k-fold cross-validation"),

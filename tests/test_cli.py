@@ -48,7 +48,7 @@ def cli_env() -> dict[str, str]:
 def run_cli(*args: object, cwd: Path, timeout: float = 300) -> Result:
     """`python -m scratchlm ARGS` in a subprocess."""
     done = subprocess.run([sys.executable, "-m", "scratchlm", *map(str, args)], cwd=cwd, env=cli_env(),
-                          capture_output=True, text=True, encoding="utf-8", timeout=timeout)
+                          capture_output=True, text=True, encoding="utf-8", timeout=timeout, stdin=subprocess.DEVNULL)
     return Result(done.returncode, done.stdout, done.stderr)
 
 
@@ -241,7 +241,7 @@ MORE_BAD_INPUTS = [
     ("out-is-a-file", ["train", "--epochs", "1", "--out", "{word_run}/config.json"], "is a file, not a folder"),
     ("out-under-a-file", ["train", "--epochs", "1", "--out", "{word_run}/config.json/run"], "is a file, not a folder"),
     ("top-p-zero", ["generate", "{word_run}", "--temperature", "1", "--top-p", "0"], "--top-p 0"),
-    ("score-empty-sentence", ["score", "{word_run}", ""], "empty sentence"),
+    ("score-empty-sentence", ["score", "{word_run}", ""], "nothing to read: give sentences"),
     ("score-outside-vocabulary", ["score", "{char_run}", "hello ☃"], "outside the vocabulary"),
     ("eval-missing-data", ["eval", "{word_run}", "--data", "{folder}/missing.txt"], "no such file"),
     ("eval-empty-data", ["eval", "{char_run}", "--data", "{folder}/empty.txt"], "the file is empty"),
@@ -275,7 +275,7 @@ MORE_BAD_INPUTS = [
      "binary file"),
     # run directories that are damaged, of another task, or do not match
     ("score-missing-run", ["score", "{folder}/no-run", "one"], "no such run directory"),
-    ("score-no-text", ["score", "{word_run}"], "required: TEXT"),
+    ("score-no-text", ["score", "{word_run}"], "nothing to read: give sentences, --file FILE, or lines on standard"),
     ("eval-not-a-run", ["eval", "{folder}/pictures"], "not a scratchlm run directory"),
     ("truncated-weights", ["generate", "{damaged_run}", "--prompt", "one ."], "damaged or not a safetensors file"),
     ("damaged-config", ["score", "{damaged_config_run}", "one ."], "damaged (not JSON)"),
@@ -315,9 +315,13 @@ SPECIAL_RUNS = {"damaged_run": damage_weights, "damaged_config_run": damage_conf
 
 def run_main(*args: str, cwd: Path) -> Result:
     """`scratchlm ARGS` through `main()` in this process, with its output captured."""
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.chdir(cwd), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = main(list(args))
+    stdout, stderr, stdin = io.StringIO(), io.StringIO(), sys.stdin
+    sys.stdin = io.StringIO("")  # as a subprocess given nothing on its standard input
+    try:
+        with contextlib.chdir(cwd), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = main(list(args))
+    finally:
+        sys.stdin = stdin
     return Result(code, stdout.getvalue(), stderr.getvalue())
 
 

@@ -161,5 +161,5 @@ def test_char_run_refuses_a_prompt_outside_its_vocabulary(char_run: Path):
     with pytest.raises(UserError, match="outside the vocabulary") as e:
         run.generate("hello ☃ world", tokens=5)
     assert "'☃'" in str(e.value)
-    with pytest.raises(UserError, match="empty sentence"):
-        run.score([""])
+    with pytest.warns(UserWarning, match="1 empty text"):  # one text in, one result out
+        assert run.score([""]) == [{"text": "", "tokens": 0, "logprob": 0.0, "perplexity": None}]

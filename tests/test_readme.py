@@ -1,5 +1,6 @@
-"""The README's examples run as written: every `scratchlm ...` line of its bash blocks, and its Python
-blocks, in order, in a fresh folder."""
+"""The README's examples run as written: every `scratchlm ...` line of its bash blocks, typed into bash as a
+reader types it after `source .venv/bin/activate` (the command found on the PATH, not `python -m`), and its
+Python blocks, in order, in a fresh folder."""
 
 from __future__ import annotations
 
@@ -44,14 +45,29 @@ def test_readme_has_examples():
     assert len(commands()) >= 8 and blocks("python")
 
 
+def test_the_readme_says_where_its_command_is():
+    """A reader who typed the two set-up commands met `scratchlm: command not found` at the next one."""
+    text = README.read_text()
+    setup = text[text.index("## Set-up"):text.index("## Learn")]
+    assert "source .venv/bin/activate" in setup
+    assert (Path(sys.executable).parent / "scratchlm").exists()  # what activate puts on the PATH
+    assert "activate" in (README.parent / "Makefile").read_text()  # the demo's last line says it too
+
+
+def activated(env: dict[str, str]) -> dict[str, str]:
+    """The environment after `source .venv/bin/activate`: this interpreter's bin folder first on the PATH."""
+    return {**env, "VIRTUAL_ENV": str(Path(sys.executable).parent.parent),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"}
+
+
 @pytest.mark.slow
 def test_readme_examples_run(tmp_path):
     if any("../shared/data/" in arg for argv in commands() for arg in argv) and not SHARED_DATA.is_dir():
         pytest.skip(f"the README's examples read {SHARED_DATA}, which is absent")
-    env = {**os.environ, "SCRATCHLM_CACHE": str(tmp_path / "cache")}
+    env = activated({**os.environ, "SCRATCHLM_CACHE": str(tmp_path / "cache")})
     for argv in map(runnable, commands()):
-        result = subprocess.run([sys.executable, "-m", "scratchlm", *argv[1:]], cwd=tmp_path, env=env,
-                                capture_output=True, text=True, timeout=600)
+        result = subprocess.run(["bash", "-c", shlex.join(argv)], cwd=tmp_path, env=env, capture_output=True,
+                                text=True, timeout=600)
         assert result.returncode == 0, f"{shlex.join(argv)}\n{result.stderr[-2000:]}"
     for code in blocks("python"):
         result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,

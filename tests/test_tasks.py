@@ -8,6 +8,7 @@ import hashlib
 import importlib
 import re
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -137,7 +138,9 @@ def test_the_run_says_first_what_it_will_use(tmp_path: Path, capsys: pytest.Capt
 
 
 def test_the_progress_of_a_time_bounded_run_counts_seconds_against_the_budget(tmp_path: Path,
-                                                                            capsys: pytest.CaptureFixture):
+                                                                            capsys: pytest.CaptureFixture,
+                                                                            monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # the bar is drawn on a terminal only
     scratchlm.train("human-numbers", "rnn", tmp_path / "run", time=2.0, progress=True)
     err = capsys.readouterr().err
     assert re.search(r"\d+/2 s \[", err), err[-500:]

@@ -230,7 +230,7 @@ def bad_inputs(folder: Path, toy_run: Path, lm_run: Path) -> list[tuple[str, lis
         ("eval-ref-without-src", ["eval", str(toy_run), "--ref", ok], "--ref goes with --src"),
         ("eval-ref-lines", ["eval", str(toy_run), "--src", write("s.txt", "one\ntwo\n"), "--ref", write("r.txt", "x\n")],
          "r.txt has 1 lines and --src"),
-        ("translate-nothing", ["translate", str(toy_run), "--file", write("empty.txt", "\n")], "cannot translate an empty"),
+        ("translate-nothing", ["translate", str(toy_run), "--file", write("empty.txt", "\n")], "nothing to read"),
         ("resume-with-data", ["train", "--resume", "--out", str(toy_run), "--columns", "1,0"],
          "the run's columns is (0, 1), not (1, 0)"),
         ("best-by-unknown", train + ["--data", ok, "--best-by", "accuracy"],

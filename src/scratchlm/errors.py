@@ -38,8 +38,8 @@ class LostProcess(UserError):
 
 
 class Interrupted(Exception):
-    """Training stopped on request (Ctrl-C, SIGTERM) after saving; `--resume` continues."""
+    """Training stopped on request (Ctrl-C, SIGTERM) after saving; `how` says what continues it."""
 
-    def __init__(self, step: int):
-        super().__init__(f"stopped at step {step} and saved; continue with --resume")
+    def __init__(self, step: int, how: str = "continue with --resume"):
+        super().__init__(f"stopped at step {step} and saved; {how}")
         self.step = step

@@ -142,8 +142,8 @@ def generate_ids(model: torch.nn.Module, prompt: list[int], n_tokens: int, windo
         cached = offers_cache(model)
         if cached:
             window = context_of(model, window)
-            if len(ids) > window:
-                warnings.warn(f"the prompt is {len(ids)} tokens, longer than the model's context of {window}; "
+            if len(ids) - 1 > window:  # the prompt's own tokens, after <doc>
+                warnings.warn(f"the prompt is {len(ids) - 1} tokens, longer than the model's context of {window}; "
                               f"only its last {window} are read", stacklevel=2)
             cache = model.new_cache(1, device) if use_cache else None
             start = max(0, len(ids) - window)  # where the context begins in `ids`

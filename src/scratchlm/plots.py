@@ -117,19 +117,37 @@ def plot_confusion(matrix, labels: Sequence[str], path: str | Path, title: str =
     save(fig, Path(path))
 
 
-def plot_words(words: Sequence[str], points, path: str | Path, title: str = "") -> None:
-    """Words at their 2-D coordinates (a projection of their vectors), each labelled beside its dot."""
+def plot_words(words: Sequence[str], points, path: str | Path, title: str = "") -> int:
+    """Words at their 2-D coordinates (a projection of their vectors), each labelled beside its dot; the number
+    of words labelled.
+
+    t-SNE packs neighbours tight, and labels drawn on top of each other read as none. Each label tries four
+    places around its dot (right, left, above, below), in the given order of the words (most frequent first),
+    and keeps the first that overlaps no label already placed; a word with no free place keeps its dot only."""
     import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     points = np.asarray(points)
     fig, ax = figure()
     side = min(12.0, 5.0 + 0.04 * len(words))
     fig.set_size_inches(side * 1.3, side)
     ax.scatter(points[:, 0], points[:, 1], s=12, color="tab:blue", alpha=0.7)
-    for word, (x, y) in zip(words, points, strict=True):
-        ax.annotate(word, (x, y), xytext=(3, 2), textcoords="offset points", fontsize=9 if len(words) <= 60 else 7)
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
         ax.set_title(title)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    size = 9 if len(words) <= 60 else 7
+    placed = []
+    for word, (x, y) in zip(words, points, strict=True):
+        for offset, align in (((3, 2), ("left", "bottom")), ((-3, 2), ("right", "bottom")),
+                              ((0, 5), ("center", "bottom")), ((0, -5), ("center", "top"))):
+            label = ax.annotate(word, (x, y), xytext=offset, textcoords="offset points", fontsize=size,
+                                ha=align[0], va=align[1])
+            box = label.get_window_extent(renderer).expanded(1.05, 1.1)
+            if not any(box.overlaps(other) for other in placed):
+                placed.append(box)
+                break
+            label.remove()
     save(fig, Path(path))
+    return len(placed)

@@ -24,7 +24,7 @@ from typing import Any
 from scratchlm.api import train
 from scratchlm.checkpoint import RunDir
 from scratchlm.distributed import World
-from scratchlm.errors import UserError
+from scratchlm.errors import Interrupted, UserError
 from scratchlm.files import atomic_write, atomic_write_json
 from scratchlm.models.registry import DEFAULT_MODEL, REGISTRY, get_spec
 from scratchlm.plots import plot_curves
@@ -49,15 +49,20 @@ def rungs(names: list[str] | None = None, task: str | None = None) -> tuple[list
 
 def ladder(data: str | None = None, models: list[str] | None = None, out: str | Path = "runs/ladder",
            progress: bool = False, on_rung=None, task: str | None = None, **options: Any) -> list[dict]:
-    """Train each rung into out/RUNG (continuing it if it is already there) and tabulate the results."""
+    """Train each rung into out/RUNG and tabulate the results. A rung already in `out` is continued where it
+    stopped (a finished one is read as it is), so the same call after a Ctrl-C goes on with the ladder."""
     World.from_env().refuse("ladder")
     out = Path(out)
     names, task_ = rungs(models, task)
     rows, curves = [], {}
     for i, name in enumerate(names, 1):
         run_dir = RunDir(out / name)  # the run's first line, once its data is read, names the rung: "[3/11] rnn: ..."
-        run = train(data, name, run_dir.path, resume=run_dir.exists, progress=progress and f"[{i}/{len(names)}]",
-                    **options)
+        try:
+            run = train(data, name, run_dir.path, resume=run_dir.exists, progress=progress and f"[{i}/{len(names)}]",
+                        **options)
+        except Interrupted as e:
+            raise Interrupted(e.step, f"the ladder goes on from there, rung {name} of {out}, when the same command "
+                                      "runs again (with or without --resume)") from None
         history = run.metrics
         last = history[-1]
         rows.append({"rung": name, "idea": run.spec.idea, "parameters": run.config["model"]["parameters"],

@@ -96,8 +96,9 @@ class TrainConfig:
             raise UserError("--schedule invsqrt needs a --warmup above 0: the rate falls as 1/sqrt of the run after it")
         if self.weight_decay < 0 or (self.grad_clip is not None and self.grad_clip <= 0):
             raise UserError("--weight-decay must be >= 0 and --grad-clip > 0")
-        if not 1 <= self.batch_size <= 1_000_000 or not 1 <= self.bptt <= 1_000_000:
-            raise UserError(f"--batch-size {self.batch_size} and --bptt {self.bptt} must be between 1 and 1,000,000")
+        for option, value in (("--batch-size", self.batch_size), ("--bptt", self.bptt)):
+            if not 1 <= value <= 1_000_000:
+                raise UserError(f"{option} {value} must be between 1 and 1,000,000")
         if (self.patience is not None and self.patience < 1) or (self.eval_every is not None and self.eval_every < 1):
             raise UserError("--patience and --eval-every must be at least 1")
         if self.optimizer not in OPTIMIZERS:
@@ -502,19 +503,21 @@ class Progress:
     """The progress bar on stderr, and the evaluation rows written above it as one table.
 
     A run bounded by time shows its seconds against the budget, elapsed and remaining; one bounded by
-    epochs, its steps against the total."""
+    epochs, its steps against the total. When stderr is not a terminal (`| tee log`, `2> file`) there is
+    no bar, whose redraws would mix into the rows: the log holds the table alone."""
 
     def __init__(self, enabled: bool, cfg: TrainConfig, steps_per_epoch: int, state: dict):
         from tqdm.auto import tqdm
 
         self.by_time = cfg.epochs is None
         self.enabled, self.header_shown = enabled, False
+        hidden = not (enabled and sys.stderr.isatty())
         if self.by_time:
-            self.bar = tqdm(total=round(cfg.time), initial=round(state["elapsed"]), disable=not enabled,
+            self.bar = tqdm(total=round(cfg.time), initial=round(state["elapsed"]), disable=hidden,
                             file=sys.stderr, dynamic_ncols=True, leave=False, mininterval=0.5,
                             bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}{postfix}]")
         else:
-            self.bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=state["step"], disable=not enabled,
+            self.bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=state["step"], disable=hidden,
                             file=sys.stderr, unit="step", dynamic_ncols=True, leave=False, mininterval=0.5)
 
     def __enter__(self) -> Progress:

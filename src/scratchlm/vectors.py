@@ -475,8 +475,8 @@ class WordVectorVerbs:
         words = list(dict.fromkeys(words))
         points = self.vectors.project(words, method, seed)
         name = {"pca": "PCA", "tsne": "t-SNE"}[method]
-        plot_words(words, points, out, f"{Path(str(getattr(self, 'path', ''))).name}: {name} of {len(words)} words")
-        return {"out": str(out), "method": method, "words": words, "points": points.tolist()}
+        labelled = plot_words(words, points, out, f"{Path(str(getattr(self, 'path', ''))).name}: {name} of {len(words)} words")
+        return {"out": str(out), "method": method, "words": words, "points": points.tolist(), "labelled": labelled}
 
     def export(self, out: str | Path, format: str = "text") -> list[str]:
         """The vectors in the word2vec text or binary format, or TSV for an embedding projector."""

@@ -334,7 +334,7 @@ def test_cli_warns_in_one_line_when_the_prompt_is_cropped(gpt_run: Path, tmp_pat
     result = ok(run_cli("generate", copy, "--prompt", "hello world, this is a tiny text.", "--tokens", "5",
                         cwd=tmp_path))
     assert result.stderr.strip().splitlines() == [
-        "scratchlm: warning: the prompt is 34 tokens, longer than the model's context of 16; only its last 16 are read"]
+        "scratchlm: warning: the prompt is 33 tokens, longer than the model's context of 16; only its last 16 are read"]
     result = run_cli("generate", copy, "--repetition-penalty", "0", cwd=tmp_path)
     assert result.returncode == 2 and "--repetition-penalty" in result.stderr
 

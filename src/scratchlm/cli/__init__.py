@@ -21,7 +21,7 @@ from functools import cache
 from importlib import import_module
 from typing import Any
 
-from scratchlm.errors import Interrupted, LostProcess, UserError
+from scratchlm.errors import Interrupted, LostProcess, UserError, closest
 from scratchlm.files import DISK_ERRORS, cannot_write
 from scratchlm.tasks import TASK_NAMES
 
@@ -36,6 +36,34 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:
         raise UserError(f"{message} (see `{self.prog} --help`)")
 
+    def options(self) -> list[str]:
+        return [option for action in self._actions for option in action.option_strings if option.startswith("--")]
+
+    def unrecognized(self, extras: list[str]) -> None:
+        """One line for arguments the verb does not take, with the options it does take that they resemble."""
+        near = [f"{word}: did you mean {found[0]}?" for word in extras if word.startswith("-")
+                and (found := closest(word.split("=", 1)[0], self.options()))]
+        self.error(f"unrecognized arguments: {' '.join(extras)}" + (f" ({'; '.join(near)})" if near else ""))
+
+
+def attach_negative_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """`--time -1m` as `--time=-1m`: argparse takes a value starting with '-' for an option unless it is a plain
+    negative number, and says 'expected one argument'; joined, the value reaches the check that names it."""
+    takes_value = {option for p in (parser, *subparsers(parser).values()) for action in p._actions
+                   for option in action.option_strings if action.nargs is None}  # flags have nargs 0
+    out: list[str] = []
+    for word in argv:
+        if out and out[-1] in takes_value and re.match(r"-\.?\d", word):
+            out[-1] = f"{out[-1]}={word}"
+        else:
+            out.append(word)
+    return out
+
+
+def subparsers(parser: argparse.ArgumentParser) -> dict[str, Parser]:
+    """The verbs' parsers, by name."""
+    return next((action.choices for action in parser._actions if isinstance(action, argparse._SubParsersAction)), {})
+
 
 @cache
 def task_commands(name: str):
@@ -44,12 +72,13 @@ def task_commands(name: str):
 
 
 def duration(text: str) -> float:
-    """'90', '90s', '5m', '1h30m' -> seconds."""
-    match = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", text.strip())
-    if not text.strip() or not match:
+    """'90', '90s', '5m', '1h30m' -> seconds; '-1m' -> -60 (which the training config then refuses by name)."""
+    sign, body = (-1, text.strip()[1:]) if text.strip().startswith("-") else (1, text.strip())
+    match = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", body)
+    if not body or not match:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90s, 5m or 1h30m")
     hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
-    return hours * 3600 + minutes * 60 + seconds
+    return sign * (hours * 3600 + minutes * 60 + seconds)
 
 
 def add_data_options(p: argparse.ArgumentParser) -> None:
@@ -80,6 +109,22 @@ def data_options(args: argparse.Namespace) -> dict:
     for name in TASK_NAMES:
         given.update(task_commands(name).data_options(args))
     return {k: v for k, v in given.items() if v is not None}
+
+
+def input_texts(texts: list[str], file: str | None, encoding: str | None, what: str) -> list[str]:
+    """What a verb reads: its arguments, else the lines of --file, else of standard input. Blank lines are kept
+    (each gets an empty result, with a warning), so the output has a line for each line of the input."""
+    from scratchlm.data.read import read_lines
+
+    if texts and file:
+        raise UserError(f"give {what}s or --file, not both")
+    nothing = f"nothing to read: give {what}s, --file FILE, or lines on standard input"
+    if not texts and not file and sys.stdin.isatty():  # nothing piped in: say so rather than wait for typing
+        raise UserError(nothing)
+    lines = texts or (read_lines(file, encoding)[0] if file else sys.stdin.read().splitlines())
+    if not any(line.strip() for line in lines):
+        raise UserError(nothing)
+    return lines
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -169,7 +214,7 @@ def summary(run) -> str:
     return (f"{run.spec.name}: final {final}, validation loss {shown['loss']}.\n"
             f"The verbs ({', '.join(task.verbs)}, eval) use model.safetensors, the weights with {task.best_by(by)}: "
             f"step {best['step']}, loss {best_shown['loss']}, {headline} {best_shown[headline]}. "
-            f"{task.best_by_why if by is None else ''}\n"
+            f"{task.best_by_why if by is None and best['step'] != last['step'] else ''}".rstrip() + "\n"
             f"Run saved in {run.path}")
 
 
@@ -335,6 +380,9 @@ def build_parser() -> Parser:
                    help="race every model of this task (default: the task of --models, else language modelling)")
     p.add_argument("--models", help="comma-separated rungs (default: every model of --task in the registry)")
     p.add_argument("--out", default="runs/ladder", help="where the rungs' runs, table and plot go (default runs/ladder)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the rungs already in --out (the ladder always does: a stopped one goes on where it "
+                        "stopped, a finished one is kept)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = verb("models", cmd_models, "the model registry: names, tasks, parameter counts; one model's settings")
@@ -356,10 +404,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_verb(argv: Sequence[str] | None) -> int:
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        argv = attach_negative_values(parser, list(sys.argv[1:] if argv is None else argv))
+        args, extras = parser.parse_known_args(argv)
         if not getattr(args, "handler", None):
-            names = ", ".join(parser._subparsers._group_actions[0].choices)  # noqa: SLF001 (argparse keeps them there)
-            raise UserError(f"give a verb: {names} (see `scratchlm --help`)")
+            raise UserError(f"give a verb: {', '.join(subparsers(parser))} (see `scratchlm --help`)")
+        if extras:  # told by the verb's own parser: its options, its --help
+            subparsers(parser)[args.verb].unrecognized(extras)
         return args.handler(args)
     except LostProcess as e:  # every survivor of a torchrun launch stops; the lowest rank says why
         if e.speaks:

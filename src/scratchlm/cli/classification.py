@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable
 
 
@@ -69,23 +68,16 @@ def add_verbs(verb: Callable[..., argparse.ArgumentParser]) -> None:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    from scratchlm.errors import UserError
-    from scratchlm.tasks.classification import ClassificationRun, read_texts
+    from scratchlm.cli import input_texts
+    from scratchlm.tasks.classification import ClassificationRun
 
-    if args.texts and args.file:
-        raise UserError("give texts or --file, not both")
+    texts = input_texts(args.texts, args.file, args.encoding, "text")
     run = ClassificationRun.load(args.run, device=args.device or "auto")
-    if args.texts:
-        texts = args.texts
-    elif args.file:
-        texts = read_texts(args.file, args.encoding)
-    else:
-        texts = [line for line in sys.stdin.read().splitlines() if line.strip()]
-    if not texts:
-        raise UserError("nothing to classify: give texts, --file, or lines on standard input")
     for result in run.classify(texts, all_labels=args.all_labels):
         if args.json:
             print(json.dumps(result, ensure_ascii=False))
+        elif result["label"] is None:  # an empty line in, an empty line out
+            print()
         elif args.all_labels:
             shown = "  ".join(f"{label} {p:.3f}" for label, p in result["probabilities"].items())
             print(f"{result['label']}\t{shown}\t{result['text']}")

@@ -148,7 +148,9 @@ def cmd_analogy(args: argparse.Namespace) -> int:
 
 def cmd_map(args: argparse.Namespace) -> int:
     result = vector_run(args.run).map(words_of(args.words), args.top, args.out, args.method.lower(), args.seed)
-    print(f"{len(result['words'])} words drawn by {result['method']} in {result['out']}")
+    hidden = len(result["words"]) - result["labelled"]
+    print(f"{len(result['words'])} words drawn by {result['method']} in {result['out']}"
+          + (f" ({hidden} unlabelled: their labels would cover others')" if hidden else ""))
     return 0
 
 

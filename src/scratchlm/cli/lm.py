@@ -45,7 +45,9 @@ def add_verbs(verb: Callable[..., argparse.ArgumentParser]) -> None:
 
     p = verb("score", cmd_score, "log-probability and perplexity of each sentence")
     p.add_argument("run", help="a run directory")
-    p.add_argument("texts", nargs="+", metavar="TEXT", help="sentences to score")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="sentences to score (default: --file, else standard input)")
+    p.add_argument("--file", help="a file of sentences, one a line; one result a line comes out")
+    p.add_argument("--encoding", help="--file's encoding (default: UTF-8, detected when that fails)")
     p.add_argument("--json", action="store_true", help="JSON instead of a table")
     p.add_argument("--device", help="auto (default), cpu or cuda")
 
@@ -71,13 +73,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from scratchlm.cli import table
+    from scratchlm.cli import input_texts, table
     from scratchlm.tasks.lm import LMRun
 
-    results = LMRun.load(args.run, device=args.device or "auto").score(args.texts)
+    texts = input_texts(args.texts, args.file, args.encoding, "sentence")
+    results = LMRun.load(args.run, device=args.device or "auto").score(texts)
     if args.json:
         print(json.dumps(results, indent=2))
-    else:
+    else:  # a text's line breaks as \n: one row a text
         print(table(["logprob", "perplexity", "tokens", "text"],
-                    [[f"{r['logprob']:.3f}", f"{r['perplexity']:.3f}", r["tokens"], r["text"]] for r in results]))
+                    [["-", "-", 0, ""] if r["perplexity"] is None else
+                     [f"{r['logprob']:.3f}", f"{r['perplexity']:.3f}", r["tokens"], r["text"].replace("\n", "\\n")]
+                     for r in results]))
     return 0

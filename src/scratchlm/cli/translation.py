@@ -58,29 +58,22 @@ def add_verbs(verb: Callable[..., argparse.ArgumentParser]) -> None:
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
-    from scratchlm.data.pairs import read_lines
+    from scratchlm.cli import input_texts
     from scratchlm.errors import UserError
     from scratchlm.tasks.translation import TranslationRun, attention_rows
 
-    if args.texts and args.file:
-        raise UserError("give sentences or --file, not both")
     if (args.attention_layer is not None or args.attention_head is not None) and not args.attention_map:
         raise UserError("--attention-layer and --attention-head choose what --attention-map PNG draws; give it too")
+    texts = input_texts(args.texts, args.file, args.encoding, "sentence")
     run = TranslationRun.load(args.run, device=args.device or "auto")
-    if args.texts:
-        texts = args.texts
-    elif args.file:
-        texts = read_lines(args.file, args.encoding)[0]
-    else:
-        texts = sys.stdin.read().splitlines()
-    if not texts:
-        raise UserError("nothing to translate: give sentences, --file, or lines on standard input")
     picture = None
     if args.attention_map:  # before any output: a wrong layer or head is refused with nothing printed
-        first = run.translate(texts[:1], beam=args.beam, length_penalty=args.length_penalty, attention=True)[0]
+        shown = next(text for text in texts if text.strip())
+        first = run.translate([shown], beam=args.beam, length_penalty=args.length_penalty, attention=True)[0]
         if first["attention"] is None:
             raise UserError(f"{run.spec.name} has no attention to draw; train seq2seq-attn or transformer-mt")
-        picture = (first, *attention_rows(first["attention"], args.attention_layer, args.attention_head))
+        rows, layers = attention_rows(first["attention"], args.attention_layer, args.attention_head)
+        picture = (first, rows, f"{run.spec.name}: " + (layers or "attention over the source"))
     results = run.translate(texts, beam=args.beam, n_best=args.n_best, length_penalty=args.length_penalty,
                             max_length_ratio=args.max_length_ratio)
     for result in results:

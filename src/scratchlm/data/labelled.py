@@ -37,7 +37,7 @@ import torch
 
 from scratchlm.data.batches import batch_indices, bucketed_order, share
 from scratchlm.data.clean import Screen
-from scratchlm.data.read import TEXT_SUFFIXES, open_corpus
+from scratchlm.data.read import open_corpus, text_files
 from scratchlm.data.tokenize import PAD, Tokenizer, TokenizerSpec
 from scratchlm.errors import UserError
 
@@ -125,11 +125,6 @@ def read_file(path: Path, encoding: str | None) -> tuple[str, str, str]:
         return "", "", hashlib.sha256(b"").hexdigest()
     corpus = open_corpus(str(path), encoding)
     return "".join(corpus.sources[0].blocks()), corpus.sources[0].encoding, corpus.content_hash
-
-
-def text_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def read_folders(root: Path, encoding: str | None, screen: Screen):

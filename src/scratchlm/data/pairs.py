@@ -38,7 +38,7 @@ import torch
 
 from scratchlm.data.batches import batch_indices, bucketed_order, share
 from scratchlm.data.clean import Screen
-from scratchlm.data.read import open_corpus
+from scratchlm.data.read import read_lines
 from scratchlm.data.tokenize import BOS, EOS, PAD, Tokenizer, TokenizerSpec, train_tokenizer
 from scratchlm.errors import UserError
 
@@ -114,15 +114,6 @@ def read_pairs(cfg: PairsConfig) -> Pairs:
         raise UserError(f"{cfg.path or cfg.src}: {len(sources)} usable sentence pair(s); translation needs more to "
                         f"learn from{why}")
     return Pairs(sources, targets, digest, encodings, screen)
-
-
-def read_lines(path: str, encoding: str | None) -> tuple[list[str], str, str]:
-    """The lines of one file, without their line ends, as read (screening is the caller's)."""
-    if not Path(path).is_file():
-        raise UserError(f"{path}: no such file" + (" (a folder: give one file of sentences)" if Path(path).is_dir() else ""))
-    corpus = open_corpus(path, encoding)
-    source = corpus.sources[0]
-    return "".join(source.blocks()).splitlines(), source.encoding, corpus.content_hash
 
 
 def split_columns(path: str, lines: list[str], columns: tuple[int, int], screen: Screen) -> tuple[list[str], list[str]]:

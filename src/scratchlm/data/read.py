@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import re
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,7 @@ MAGIC = [(re.compile(pattern, re.DOTALL), what, advice) for pattern, what, advic
     (rb"GIF8[79]a", "a GIF image", NOT_TEXT),
     (rb"\x7fELF", "an ELF executable", NOT_TEXT),
 ]]
+SHOWN_SKIPPED = 3  # files named in the warning about a folder's files left out
 TEXT_SUFFIXES = {"", ".txt", ".text", ".md", ".rst", ".csv", ".tsv", ".json", ".jsonl", ".srt", ".tex",
                  ".html", ".xml", ".log", ".py", ".fountain"}
 
@@ -135,9 +137,7 @@ def open_corpus(spec: str, encoding: str | None = None, repair: bool = False) ->
     if not path.exists():
         raise UserError(f"{spec}: no such file or folder (use a text file, a folder of them, or {HUMAN_NUMBERS})")
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES
-                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
-        files = [p for p in files if p.stat().st_size > 0]
+        files = text_files(path)
         if not files:
             kinds = ", ".join(sorted(TEXT_SUFFIXES - {""}))
             raise UserError(f"{spec}: the folder holds no non-empty text files (looked for {kinds})")
@@ -151,6 +151,26 @@ def open_corpus(spec: str, encoding: str | None = None, repair: bool = False) ->
             refuse_known_binary(p, read_head(p))
     sources = tuple(Source(str(p), encoding or detect_encoding(p)) for p in files)
     return Corpus(spec, sources, hash_files(files, root=path), repair)
+
+
+def text_files(folder: Path) -> list[Path]:
+    """The folder's non-empty text files, by name, below it at any depth (hidden files and folders are not read);
+    one warning names the files left out and why, so a corpus never shrinks without a word."""
+    files, skipped = [], []
+    for p in sorted(p for p in folder.rglob("*") if p.is_file()):
+        relative = p.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if p.suffix.lower() not in TEXT_SUFFIXES:
+            skipped.append(f"{relative} (not a text file's name)")
+        elif p.stat().st_size == 0:
+            skipped.append(f"{relative} (empty)")
+        else:
+            files.append(p)
+    if skipped and files:
+        shown = ", ".join(skipped[:SHOWN_SKIPPED]) + (" ..." if len(skipped) > SHOWN_SKIPPED else "")
+        warnings.warn(f"{folder}: {len(skipped)} file(s) left out: {shown}; {len(files)} read", stacklevel=3)
+    return files
 
 
 def codec_name(encoding: str, spec: str) -> str:
@@ -244,3 +264,12 @@ def hash_files(files: list[Path], root: Path) -> str:
                 digest.update(block)
         digest.update(b"\0")
     return digest.hexdigest()
+
+
+def read_lines(path: str, encoding: str | None = None) -> tuple[list[str], str, str]:
+    """The lines of one file, without their line ends, as read; its encoding and content hash."""
+    if not Path(path).is_file():
+        raise UserError(f"{path}: no such file" + (" (a folder: give one file of sentences)" if Path(path).is_dir() else ""))
+    corpus = open_corpus(path, encoding)
+    source = corpus.sources[0]
+    return "".join(source.blocks()).splitlines(), source.encoding, corpus.content_hash

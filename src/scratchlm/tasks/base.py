@@ -39,6 +39,7 @@ The batches protocol, which `LMStream` and `WindowBatches` follow and every task
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -285,6 +286,17 @@ class Run:
     @property
     def train_config(self) -> TrainConfig:
         return TrainConfig(**self.config["train"])
+
+
+def blank_texts(texts: Sequence[str], what: str) -> set[int]:
+    """The indices of the texts with nothing to read: each gets an empty result in its place, so that a file's
+    lines keep their alignment with its references (one line in, one line out); one warning names them."""
+    blank = {i for i, text in enumerate(texts) if not text.strip()}
+    if blank:
+        shown = ", ".join(str(i + 1) for i in sorted(blank)[:5]) + (" ..." if len(blank) > 5 else "")
+        warnings.warn(f"{len(blank)} empty text(s) (number {shown}, counted from 1): an empty {what} stands in for "
+                      "each", stacklevel=3)
+    return blank
 
 
 def read_run_config(run_dir: RunDir) -> tuple[dict, Task]:

@@ -37,13 +37,12 @@ from scratchlm.data.labelled import (
     read_labelled,
     split_examples,
 )
-from scratchlm.data.pairs import read_lines
 from scratchlm.data.tokenize import Tokenizer, TokenizerSpec, tokenizer_from_file, train_tokenizer
 from scratchlm.distributed import World
 from scratchlm.errors import UserError
 from scratchlm.files import atomic_write_json
 from scratchlm.models.registry import ModelSpec, get_spec
-from scratchlm.tasks.base import Batch, Run, Task, load_best_weights, read_run_config
+from scratchlm.tasks.base import Batch, Run, Task, blank_texts, load_best_weights, read_run_config
 from scratchlm.trainer import TrainConfig
 
 LABELS = "labels.json"
@@ -211,14 +210,19 @@ class ClassificationRun(Run):
         return out
 
     def classify(self, texts: str | Sequence[str], all_labels: bool = False) -> list[dict]:
-        """Each text's most likely label and its probability (with `all_labels`, every label's)."""
+        """Each text's most likely label and its probability (with `all_labels`, every label's). An empty text
+        gets label None (with a warning), so the results stay aligned with the texts."""
         if isinstance(texts, str):
             texts = [texts]
-        if not texts or any(not t.strip() for t in texts):
-            raise UserError("cannot classify an empty text")
-        probs = self.probabilities(texts)
+        blank = blank_texts(texts, "result")
+        probs = iter(self.probabilities([t for i, t in enumerate(texts) if i not in blank]))
         results = []
-        for text, p in zip(texts, probs, strict=True):
+        for i, text in enumerate(texts):
+            if i in blank:
+                results.append({"text": text, "label": None, "probability": None,
+                                **({"probabilities": None} if all_labels else {})})
+                continue
+            p = next(probs)
             best = int(p.argmax())
             result = {"text": text, "label": self.classes[best], "probability": float(p[best])}
             if all_labels:
@@ -411,11 +415,6 @@ def data_options_of(cfg: LabelledConfig) -> dict[str, Any]:
         if cfg.tokenizer.vocab_size is not None:
             options["vocab_size"] = cfg.tokenizer.vocab_size
     return options
-
-
-def read_texts(path: str, encoding: str | None) -> list[str]:
-    """A file of texts to classify, one a line (empty lines left out)."""
-    return [line for line in read_lines(path, encoding)[0] if line.strip()]
 
 
 def check_options(options: dict[str, Any]) -> None:

@@ -30,7 +30,7 @@ from scratchlm.data.tokenize import DOC, EOS, Tokenizer, TokenizerSpec, train_to
 from scratchlm.distributed import World
 from scratchlm.errors import UserError
 from scratchlm.generate import find_stop, generate_ids, stop_prefix_length, token_logprobs
-from scratchlm.tasks.base import Batch, Run, Task
+from scratchlm.tasks.base import Batch, Run, Task, blank_texts
 from scratchlm.trainer import TrainConfig, evaluate
 from scratchlm.vectors import WordVectorVerbs
 
@@ -162,13 +162,18 @@ class LMRun(WordVectorVerbs, Run):
         is the whole text, as `scratchlm generate` prints it)."""
         return "".join(self.stream(prompt, tokens, **sampling))
 
-    def score(self, texts: list[str]) -> list[dict]:
-        """Log-probability (natural log) and perplexity of each text, read from the start of a document."""
+    def score(self, texts: str | list[str]) -> list[dict]:
+        """Log-probability (natural log) and perplexity of each text, read from the start of a document. An empty
+        text scores 0 tokens and no perplexity (with a warning), so the results stay aligned with the texts."""
+        if isinstance(texts, str):
+            texts = [texts]
+        blank = blank_texts(texts, "score")
         results = []
-        for text in texts:
+        for i, text in enumerate(texts):
             ids = [DOC] + self.encode_checked(text, "sentence")
-            if len(ids) < 2:
-                raise UserError("cannot score an empty sentence")
+            if i in blank or len(ids) < 2:
+                results.append({"text": text, "tokens": 0, "logprob": 0.0, "perplexity": None})
+                continue
             logprobs = token_logprobs(self.model, ids, self.window)
             total = logprobs.sum().item()
             results.append({"text": text, "tokens": len(ids) - 1, "logprob": total,

@@ -28,15 +28,15 @@ from scratchlm.data.pairs import (
     encode_lines,
     held_out_sources,
     pad,
-    read_lines,
     read_pairs,
     train_tokenizers,
 )
+from scratchlm.data.read import read_lines
 from scratchlm.data.tokenize import BOS, EOS, PAD, SPECIALS, Tokenizer, TokenizerSpec
 from scratchlm.decode import beam_search, greedy
 from scratchlm.distributed import World
 from scratchlm.errors import UserError
-from scratchlm.tasks.base import Batch, Run, Task
+from scratchlm.tasks.base import Batch, Run, Task, blank_texts
 from scratchlm.trainer import TrainConfig
 
 SOURCE, TARGET = "tokenizer-source.json", "tokenizer-target.json"
@@ -137,15 +137,16 @@ class TranslationRun(Run):
         picks one picture out of them).
 
         Sentences are decoded in batches sorted by length; the result of each never depends on the others.
+        An empty text gets an empty translation (with a warning), so the results stay aligned with the texts.
         """
         if isinstance(texts, str):
             texts = [texts]
         check_decoding(beam, n_best, length_penalty, max_length_ratio)
         ids = encode_lines(self.source, [t.strip() for t in texts])
-        if any(len(x) == 0 for x in ids):
-            raise UserError("cannot translate an empty sentence")
-        out: list = [None] * len(texts)
-        order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
+        blank = blank_texts(texts, "translation") | {i for i, x in enumerate(ids) if len(x) == 0}
+        empty = self.result(np.zeros(0, dtype=np.int64), [], None, attention)
+        out: list = [[empty] * n_best if i in blank else None for i in range(len(texts))]
+        order = sorted((i for i in range(len(texts)) if i not in blank), key=lambda i: -len(ids[i]))
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             src = pad([ids[i] for i in chunk]).to(self.device)
