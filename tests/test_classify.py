@@ -195,7 +195,7 @@ def test_the_held_out_split_is_stratified_and_seeded():
 
 def test_batches_are_the_same_for_the_same_epoch_and_cover_each_example_once():
     ids = tuple(np.arange(1 + i % 7) + 5 for i in range(50))
-    batches = LabelledBatches(ids, np.arange(50) % 2, 8)
+    batches = LabelledBatches(ids, np.arange(50) % 2, batch_size=8)
     epoch = batches.for_epoch(2, seed=0)
     assert all(torch.equal(a, b) for a, b in zip(epoch.batch(3), batches.for_epoch(2, seed=0).batch(3), strict=True))
     seen = np.concatenate([epoch.indices(k) for k in range(len(epoch))])
@@ -318,20 +318,21 @@ def test_ulmfit_takes_the_language_models_vocabulary_and_weights(lm_run: Path, t
 
 
 def test_discriminative_rates_and_gradual_unfreezing(lm_run: Path, tmp_path: Path):
-    from scratchlm.trainer import TrainConfig, make_optimizer
+    from scratchlm.config import TrainConfig
+    from scratchlm.steppers import make_optimizer
 
     run = train_toy(tmp_path, polar(20), "ulmfit", "ulm", epochs=1, base_run=str(lm_run), settings={"n_head": 8})
     model = run.model
     groups = model.layer_groups()
     assert [round(scale, 6) for _, scale in groups] == [round(2.6 ** -k, 6) for k in range(len(groups))]
     assert len(groups) == 1 + 1 + 2  # the head, then the two LSTM layers and the embedding, from the top
-    optimizer = make_optimizer(model, TrainConfig(epochs=1), torch.device("cpu"))
+    optimizer, _ = make_optimizer(model, TrainConfig(epochs=1), torch.device("cpu"))
     assert sorted({g["lr_scale"] for g in optimizer.param_groups}, reverse=True) == [s for _, s in groups]
-    model.unfreeze_to(0.0)
+    model.follow_progress(0.0)
     assert [all(p.requires_grad for p in params) for params, _ in groups] == [True, False, False, False]
-    model.unfreeze_to(0.3 * 2 / 4)  # half way through the unfreezing: the head and the top layer
+    model.follow_progress(0.3 * 2 / 4)  # half way through the unfreezing: the head and the top layer
     assert [all(p.requires_grad for p in params) for params, _ in groups] == [True, True, True, False]
-    model.unfreeze_to(0.5)
+    model.follow_progress(0.5)
     assert all(p.requires_grad for p in model.parameters())
 
 
@@ -365,14 +366,14 @@ def test_embeddings_start_from_a_runs_word_vectors(lm_run: Path, polar_run: Path
 def test_a_stopped_classifier_resumes_to_the_weights_of_one_that_ran_straight(lm_run: Path, tmp_path: Path,
                                                                                monkeypatch: pytest.MonkeyPatch):
     """Unfreezing follows the run's progress, dropout its random stream: a stop mid-epoch costs nothing."""
-    from scratchlm import trainer as trainer_module
+    from scratchlm import steppers as steppers_module
     from scratchlm.errors import Interrupted
 
     data = str(write_folders(tmp_path / "d", polar(40)))
     options = dict(base_run=str(lm_run), settings={"n_head": 8}, batch_size=8, epochs=3)
     straight = scratchlm.train(data, "ulmfit", tmp_path / "straight", **options)
     steps = {"n": 0}
-    detach = trainer_module.detach_state
+    detach = steppers_module.detach_state
 
     def interrupt_at_step_5(state):
         steps["n"] += 1
@@ -381,7 +382,7 @@ def test_a_stopped_classifier_resumes_to_the_weights_of_one_that_ran_straight(lm
         return detach(state)
 
     with monkeypatch.context() as m:
-        m.setattr(trainer_module, "detach_state", interrupt_at_step_5)
+        m.setattr(steppers_module, "detach_state", interrupt_at_step_5)
         with pytest.raises(Interrupted):
             scratchlm.train(data, "ulmfit", tmp_path / "resumed", **options)
     resumed = scratchlm.train(out=tmp_path / "resumed", resume=True)

@@ -15,16 +15,10 @@ import torch
 
 import scratchlm
 from scratchlm.cli import main
+from scratchlm.data.contexts import ContextBatches, draw_negatives, keep_probability, lay_windows, negative_cdf
 from scratchlm.errors import UserError
 from scratchlm.models.word2vec import Word2Vec, Word2VecConfig
-from scratchlm.tasks.embeddings import (
-    ContextBatches,
-    EmbeddingData,
-    draw_negatives,
-    keep_probability,
-    lay_windows,
-    negative_cdf,
-)
+from scratchlm.tasks.embeddings import EmbeddingData
 from scratchlm.vectors import WordVectors, read_word2vec
 
 ANIMALS = ["cat", "dog", "horse", "cow", "sheep", "goat"]
@@ -135,10 +129,10 @@ def toy_data(n: int = 20_000) -> EmbeddingData:
 def test_batches_are_the_same_however_they_are_reached(cbow: bool, shared: int):
     config = Word2VecConfig(vocab_size=30, dim=8, window=3, shared_negatives=shared, cbow=cbow, sample=0.0)
     data = toy_data()
-    batches = ContextBatches(data, config, 100, seed=3)
+    batches = ContextBatches(data.words, config, 100, seed=3)
     assert len(batches) == 200
     in_order = [batches.batch(k) for k in range(len(batches))]
-    fresh = ContextBatches(data, config, 100, seed=3)
+    fresh = ContextBatches(data.words, config, 100, seed=3)
     for k in (150, 3, 64, 199):  # out of order: each block is drawn from (seed, epoch, block) alone
         assert all(torch.equal(a, b) for a, b in zip(fresh.batch(k), in_order[k], strict=True))
     other = batches.for_epoch(1, 3).batch(0)

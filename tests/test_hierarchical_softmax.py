@@ -58,7 +58,7 @@ def test_one_word_or_none_gives_no_tree():
 def hs_model(seed: int = 0) -> Word2Vec:
     torch.manual_seed(seed)
     model = Word2Vec(Word2VecConfig(vocab_size=len(COUNTS), dim=5, loss="hs"))
-    model.build_tree(COUNTS)
+    model.take_counts(COUNTS)
     torch.nn.init.normal_(model.inner.weight)
     torch.nn.init.normal_(model.input.weight)
     return model
@@ -119,7 +119,7 @@ def test_a_part_whose_loss_is_not_finite_leaves_the_weights_as_the_batch_found_t
 def test_cbow_in_parts_leaves_the_weights_too_when_a_part_is_not_finite():
     torch.manual_seed(0)
     model = Word2Vec(Word2VecConfig(vocab_size=len(COUNTS), dim=5, loss="hs", cbow=True))
-    model.build_tree(COUNTS)
+    model.take_counts(COUNTS)
     torch.nn.init.normal_(model.inner.weight)
     contexts, mask = torch.randint(4, 13, (600, 4)), torch.ones(600, 4)
     contexts[500, 1], mask[500, 3] = 13, 0.0  # the third part reads the infinite vector

@@ -15,13 +15,14 @@ from safetensors.torch import load_file
 from torch import nn
 
 import scratchlm
-from scratchlm import trainer as trainer_module
+from scratchlm import steppers as steppers_module
 from scratchlm.checkpoint import LAST
+from scratchlm.config import TrainConfig
 from scratchlm.errors import Interrupted, UserError
 from scratchlm.models.gpt import GPT, GPTConfig
 from scratchlm.models.recurrent import FusedRNN, FusedRNNConfig
 from scratchlm.muon import Muon, MuonAdamW, hidden_matrices, orthogonalize
-from scratchlm.trainer import TrainConfig, make_optimizer
+from scratchlm.steppers import make_optimizer
 
 
 @pytest.mark.parametrize("shape", [(24, 64), (64, 24), (32, 32)])
@@ -73,7 +74,7 @@ def test_hidden_matrices_leave_embeddings_and_the_output_layer_to_adamw():
     rnn = FusedRNN(FusedRNNConfig(vocab_size=30, n_hidden=16, cell="lstm"))  # an untied output layer
     hidden = hidden_matrices(rnn, 30)
     assert hidden and all(p is not rnn.h_o.weight and p is not rnn.i_h.weight for p in hidden)
-    optimizer = make_optimizer(rnn, TrainConfig(epochs=1, optimizer="muon"), torch.device("cpu"))
+    optimizer, _ = make_optimizer(rnn, TrainConfig(epochs=1, optimizer="muon"), torch.device("cpu"))
     assert isinstance(optimizer, MuonAdamW)
     in_groups = [p for group in optimizer.param_groups for p in group["params"]]
     assert len(in_groups) == len(list(rnn.parameters()))  # every parameter, once
@@ -89,7 +90,7 @@ def test_a_muon_run_stopped_mid_epoch_resumes_to_the_same_weights(tmp_path: Path
     options = {"model": "gpt", "optimizer": "muon", "batch_size": 64, "epochs": 2, "device": "cpu"}
     scratchlm.train("human-numbers", out=tmp_path / "straight", **options)
     calls = {"n": 0}
-    detach = trainer_module.detach_state
+    detach = steppers_module.detach_state
 
     def detach_and_interrupt(state):  # a real SIGINT during step 7
         calls["n"] += 1
@@ -97,7 +98,7 @@ def test_a_muon_run_stopped_mid_epoch_resumes_to_the_same_weights(tmp_path: Path
             os.kill(os.getpid(), signal.SIGINT)
         return detach(state)
 
-    monkeypatch.setattr(trainer_module, "detach_state", detach_and_interrupt)
+    monkeypatch.setattr(steppers_module, "detach_state", detach_and_interrupt)
     with pytest.raises(Interrupted, match="step 7"):
         scratchlm.train("human-numbers", out=tmp_path / "stopped", **options)
     monkeypatch.undo()

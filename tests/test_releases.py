@@ -180,3 +180,16 @@ def test_resuming_an_old_run_records_its_fields_and_this_release(tmp_path: Path)
     assert config["train"]["shuffle"] is False and config["train"]["cooldown"] == 0.0
     assert config["data"]["config"]["repair"] is False and config["data"]["config"]["tokenizer"]["phrases"] == 0
     assert config["versions"]["scratchlm"] == scratchlm.__version__
+
+
+@pytest.mark.parametrize("folder", sorted(p.parent for p in (FIXTURES / "runs").glob("*/*/resume.json")),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_a_run_started_by_an_earlier_release_resumes_as_it_did_there(folder: Path, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture):
+    """Its optimizer state, RNG states, data position and metric history restored: the rows of the third epoch are
+    the ones the release that wrote the folder gave when it resumed it."""
+    record = json.loads((folder / "resume.json").read_text())
+    run = shutil.copytree(folder, tmp_path / "run")
+    assert main([arg.format(run=run) for arg in record["command"]]) == 0, capsys.readouterr().err
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    same([{k: v for k, v in row.items() if k in record["metrics"][0]} for row in rows], record["metrics"], "metrics")

@@ -88,6 +88,19 @@ def test_a_nan_loss_stops_naming_the_step_and_what_to_try(tmp_path: Path, monkey
     assert weights_step(tmp_path / "run" / LAST) == 4
 
 
+def test_a_nan_loss_read_late_is_still_named_by_its_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """On a GPU the loss stays on the device until the next evaluation (no synchronisation per step): the NaN
+    of step 5 is found at the evaluation of step 6, named by its step, and nothing after step 4 is saved."""
+    from scratchlm import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "checks_each_step", lambda device, cfg: False)
+    nan_at(monkeypatch, {5})
+    with pytest.raises(UserError, match="the loss became nan at step 5; the last good checkpoint is kept"):
+        scratchlm.train("human-numbers", "rnn", tmp_path / "run", epochs=1, batch_size=64, eval_every=2)
+    assert weights_step(tmp_path / "run" / LAST) == 4
+    assert all(torch.isfinite(t).all() for t in read_weights(tmp_path / "run" / LAST).values())
+
+
 def test_on_nan_skip_drops_the_bad_batch_and_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     nan_at(monkeypatch, {3, 9})
     with pytest.warns(UserWarning, match="the batch is skipped") as caught:

@@ -137,12 +137,16 @@ def test_gpu_path_trains_with_every_switch_on(tmp_path: Path):
     assert len(run.generate("one . two .", tokens=5).split()) == 5
 
 
+WORD2VEC_RULE = speed.PrecisionRule("avx512_bf16", 0, on_gpu=False)
+NEVER = speed.PrecisionRule(None, on_gpu=False)
+
+
 @pytest.mark.parametrize("flags, parameters, rule, expected", [
-    ({"amx_bf16", "avx512_bf16"}, 10_000_000, speed.BF16_ON_CPU, "bf16"),  # autocast's rule: AMX and a large model
-    ({"amx_bf16", "avx512_bf16"}, 1_000_000, speed.BF16_ON_CPU, "fp32"),  # the casts outweigh the products
-    ({"avx512_bf16"}, 10_000_000, speed.BF16_ON_CPU, "fp32"),  # autocast was not measured faster without AMX
-    ({"avx512_bf16"}, 1_000, ("avx512_bf16", 0), "bf16"),  # a model's own rule (word2vec's step)
-    ({"amx_bf16", "avx512_bf16"}, 10_000_000, None, "fp32"),  # a model whose step has no products (GloVe)
+    ({"amx_bf16", "avx512_bf16"}, 10_000_000, speed.UNDER_AUTOCAST, "bf16"),  # autocast's rule: AMX and a large model
+    ({"amx_bf16", "avx512_bf16"}, 1_000_000, speed.UNDER_AUTOCAST, "fp32"),  # the casts outweigh the products
+    ({"avx512_bf16"}, 10_000_000, speed.UNDER_AUTOCAST, "fp32"),  # autocast was not measured faster without AMX
+    ({"avx512_bf16"}, 1_000, WORD2VEC_RULE, "bf16"),  # a model's own rule (word2vec's step)
+    ({"amx_bf16", "avx512_bf16"}, 10_000_000, NEVER, "fp32"),  # a model whose step has no products (GloVe)
 ])
 def test_precision_auto_on_a_cpu_follows_the_models_rule(flags, parameters, rule, expected,
                                                         monkeypatch: pytest.MonkeyPatch):
@@ -155,9 +159,9 @@ def test_precision_auto_on_a_cpu_follows_the_models_rule(flags, parameters, rule
 def test_on_a_gpu_only_a_model_under_autocast_takes_bf16(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
     gpu = torch.device("cuda")
-    assert speed.resolve_precision("auto", gpu, 1_000, speed.BF16_ON_CPU) == "bf16"
-    assert speed.resolve_precision("auto", gpu, 1_000, ("avx512_bf16", 0)) == "fp32"  # measured on CPUs only
-    assert speed.resolve_precision("auto", gpu, 1_000, None) == "fp32"
+    assert speed.resolve_precision("auto", gpu, 1_000, speed.UNDER_AUTOCAST) == "bf16"
+    assert speed.resolve_precision("auto", gpu, 1_000, WORD2VEC_RULE) == "fp32"  # measured on CPUs only
+    assert speed.resolve_precision("auto", gpu, 1_000, NEVER) == "fp32"
 
 
 def test_cpu_flags_are_read_from_the_kernel():

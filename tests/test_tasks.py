@@ -17,7 +17,7 @@ import torch
 
 import scratchlm
 from scratchlm import api
-from scratchlm import trainer as trainer_module
+from scratchlm import steppers as steppers_module
 from scratchlm.checkpoint import STATE, TOKENIZER, RunDir
 from scratchlm.data.tokenize import EOS
 from scratchlm.errors import UserError
@@ -41,6 +41,19 @@ def test_the_shared_layers_name_no_task(module: str):
     for name in TASK_NAMES:
         assert not re.search(rf"""["']{name}["']""", source), f"{module} names the {name} task"
     assert "LanguageModelling" not in source and "LMRun" not in source and "tasks.lm" not in source
+
+
+ABOVE_THE_MODELS = ["trainer.py", "steppers.py", "api.py", "run.py", "race.py", "folds.py", "generate.py", "decode.py",
+                    *(f"{folder}/{p.name}" for folder in ("tasks", "cli") for p in sorted((SRC / folder).glob("*.py")))]
+
+
+@pytest.mark.parametrize("module", ABOVE_THE_MODELS)
+def test_the_layers_above_the_models_ask_them_and_never_probe(module: str):
+    """What these layers use of a model is declared on its base (models/base.py) and called unconditionally:
+    `hasattr(model, ...)` or `getattr(model.config, ...)` here would be an ability nobody wrote down."""
+    source = (SRC / module).read_text()
+    probes = re.findall(r"(?:hasattr|getattr)\(\s*(?:self\.)?(?:model|net|body|module|spec\.model_cls)\b[^)]*\)", source)
+    assert not probes, f"{module} probes a model: {probes}"
 
 
 def test_every_task_fills_the_seam():
@@ -84,8 +97,8 @@ def test_lr_find_steps_with_the_trainers_optimizer(monkeypatch: pytest.MonkeyPat
     """The sweep steps as training does: the run's optimizer (Muon for gpt), its weight-decay groups,
     its clipping."""
     built, clipped = [], []
-    real_make, real_clip = trainer_module.make_optimizer, torch.nn.utils.clip_grad_norm_
-    monkeypatch.setattr(trainer_module, "make_optimizer", lambda *a: built.append(real_make(*a)) or built[-1])
+    real_make, real_clip = steppers_module.make_optimizer, torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(steppers_module, "make_optimizer", lambda *a: built.append(real_make(*a)[0]) or real_make(*a))
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *a, **k: clipped.append(1) or real_clip(*a, **k))
     result = scratchlm.lr_find("human-numbers", "gpt", plot=None, steps=12, batch_size=4,
                                settings={"n_layer": 1, "n_embd": 16, "n_head": 2})

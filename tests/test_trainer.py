@@ -17,13 +17,14 @@ from safetensors.torch import load_file
 from torch import nn
 
 import scratchlm
+from scratchlm import steppers as steppers_module
 from scratchlm import trainer as trainer_module
 from scratchlm.checkpoint import LAST, RunDir, weights_step
 from scratchlm.data.batches import LMStream
 from scratchlm.data.tokenize import SPECIALS, UNK, CharTokenizer
 from scratchlm.errors import UserError
 from scratchlm.models import rnn as rnn_module
-from scratchlm.models.base import LanguageModel, fits_by_counting
+from scratchlm.models.base import LanguageModel
 from scratchlm.models.registry import REGISTRY
 from scratchlm.tasks.lm import TASK as LM
 from scratchlm.tasks.lm import CharCounted
@@ -179,7 +180,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path: Path):
 def stop_at_step(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
     """Send this process a real SIGINT during training step `step` (the trainer detaches the state once a step)."""
     calls = {"n": 0}
-    detach = trainer_module.detach_state
+    detach = steppers_module.detach_state
 
     def detach_and_interrupt(state):
         calls["n"] += 1
@@ -187,7 +188,7 @@ def stop_at_step(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
             os.kill(os.getpid(), signal.SIGINT)
         return detach(state)
 
-    monkeypatch.setattr(trainer_module, "detach_state", detach_and_interrupt)
+    monkeypatch.setattr(steppers_module, "detach_state", detach_and_interrupt)
 
 
 def test_stop_mid_epoch_then_resume_gives_the_same_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -303,7 +304,7 @@ def test_patience_stops_after_evaluations_without_progress(tmp_path: Path, monke
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [name for name, spec in REGISTRY.items()  # a model of counts takes no steps to stop at:
-                                  if spec.task == "lm" and not fits_by_counting(spec.model_cls)])  # test_ngram.py
+                                  if spec.task == "lm" and spec.model_cls.learns_by != "counting"])  # test_ngram.py
 def test_every_model_resumes_to_the_same_weights(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Dropout, carried states, fixed windows: whatever a model draws or keeps, a stop costs nothing."""
     options = {"model": name, "batch_size": 64, "epochs": 2}

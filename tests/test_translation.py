@@ -110,8 +110,8 @@ def test_held_out_sources_keep_all_their_references(tmp_path: Path):
 
 
 def test_the_decoder_input_is_the_target_shifted_right_behind_bos():
-    batches = PairBatches((np.array([5, 6, 7]), np.array([8])), (np.array([9, 10]), np.array([11, 12, 13])), 2,
-                          drop_last=False)
+    batches = PairBatches((np.array([5, 6, 7]), np.array([8])), (np.array([9, 10]), np.array([11, 12, 13])),
+                          batch_size=2, drop_last=False)
     src, lengths, tgt_in, targets, weight = batches.batch(0)
     assert float(weight) == 1.0  # one process: its tokens are the batch's
     assert src.tolist() == [[5, 6, 7], [8, PAD, PAD]] and lengths.tolist() == [3, 1]
@@ -122,7 +122,7 @@ def test_the_decoder_input_is_the_target_shifted_right_behind_bos():
 def test_batches_are_bucketed_drawn_from_seed_and_epoch_and_cover_every_pair():
     rng = np.random.default_rng(0)
     src = tuple(rng.integers(5, 50, rng.integers(1, 30)) for _ in range(1000))
-    batches = PairBatches(src, src, 10)
+    batches = PairBatches(src, src, batch_size=10)
     epoch = batches.for_epoch(3, seed=0)
     assert np.array_equal(epoch.order, batches.for_epoch(3, seed=0).order)  # a resumed run draws the same
     assert not np.array_equal(epoch.order, batches.for_epoch(4, seed=0).order)
@@ -280,11 +280,14 @@ def test_the_tatoeba_file_reads_and_splits_by_source():
 
 def test_scheduled_sampling_rises_with_the_run(toy_tsv: Path, tmp_path: Path):
     from scratchlm.models.registry import get_spec
-    from scratchlm.tasks.translation import sampling_rate
 
     spec = get_spec("seq2seq-attn")
     model = spec.build(spec.make_config({"src_vocab_size": 20, "tgt_vocab_size": 20}, {"sampling": 0.5}))
-    assert [sampling_rate(model, p) for p in (0.0, 0.5, 1.0, 2.0)] == [0.0, 0.25, 0.5, 0.5]
+    rates = []
+    for progress in (0.0, 0.5, 1.0, 2.0):
+        model.follow_progress(progress)
+        rates.append(model.sampling_now)
+    assert rates == [0.0, 0.25, 0.5, 0.5]
     run = scratchlm.train(str(toy_tsv), "seq2seq-attn", tmp_path / "ss", tokenizer="word", epochs=1, batch_size=32,
                           settings={"n_embed": 16, "n_hidden": 16, "sampling": 0.5})
     assert run.model.config.sampling == 0.5 and math.isfinite(run.metrics[-1]["valid_loss"])

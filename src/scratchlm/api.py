@@ -15,7 +15,7 @@ import math
 import platform
 import sys
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +23,19 @@ import numpy as np
 import torch
 
 from scratchlm.checkpoint import LAST, STATE, RunDir, load_weights
+from scratchlm.config import TrainConfig
 from scratchlm.data.human_numbers import NAME as HUMAN_NUMBERS
 from scratchlm.distributed import World
 from scratchlm.errors import UserError
 from scratchlm.files import cannot_write
-from scratchlm.models.base import fits_by_counting, parameter_count
+from scratchlm.models.base import Model, parameter_count
 from scratchlm.models.registry import DEFAULT_MODEL, ModelSpec, get_spec
 from scratchlm.plots import plot_losses, plot_lr_find
 from scratchlm.run import Run
-from scratchlm.speed import BF16_ON_CPU, resolve_device, resolve_precision, to_device, tune_cpu_threads
+from scratchlm.speed import resolve_device, resolve_precision, to_device, tune_cpu_threads
 from scratchlm.tasks import get_task
 from scratchlm.tasks.base import read_run_config
-from scratchlm.trainer import TrainConfig, Trainer, seed_everything
+from scratchlm.trainer import Trainer, seed_everything
 
 # What --resume may change, and only when given explicitly; anything else must match the run.
 RESUMABLE_CHANGES = {"epochs", "time", "lr", "patience", "eval_every", "device", "precision", "compile",
@@ -143,25 +144,51 @@ def plan_resume(run_dir: RunDir, model: str | None, settings: dict | None, train
     return Plan(spec, data_cfg, train_cfg, saved["config"], task.read_tokenizers(run_dir), config)
 
 
-def fit_run(run_dir: RunDir, plan: Plan, resume: bool, progress: bool | str, cache_dir, on_evaluation,
-            world: World) -> Run | None:
+@dataclass
+class Built:
+    """A planned run made real: its data read, its model built, its batches cut, its device and precision."""
+
+    data: Any
+    model_cfg: Any
+    model: Model
+    train_batches: Any
+    valid_batches: Any
+    precision: str
+    n_parameters: int
+
+
+def build(plan: Plan, cache_dir, world: World, new_weights: bool = True) -> Built:
+    """Read the data, build the model (its weights a new run's, unless `new_weights` is False: a resumed run's
+    come from its checkpoint) and cut the batches, on `world.device`."""
     spec, task, train_cfg = plan.spec, plan.task, plan.train
     seed_everything(train_cfg.seed)
     with world.local_main_first():  # one process per machine fills the token cache, the others read it
         data = task.load_data(plan.data, cache_dir, plan.tokenizers, train_cfg)
-    if resume and data.content_hash != plan.saved["data"]["content_hash"]:
+    if plan.saved is not None and data.content_hash != plan.saved["data"]["content_hash"]:
         raise UserError(f"--resume: {task.describe(plan.data)} changed since the run started (its content hash "
                         "differs); train a new run on the new data")
     model_cfg = plan.model_config(task.data_dims(data, spec))
     model = spec.build(model_cfg)
-    if not (resume and run_dir.file(STATE).exists()):  # a resumed run's weights come from its checkpoint
+    if world.size > 1 and (why := model.several_processes()):
+        raise UserError(f"{spec.name} trains in one process ({why}); run it without torchrun")
+    if new_weights:
         task.init_model(model, data)
     train_batches, valid_batches = task.batches(data, train_cfg, model, world)
-    device = world.device
     n_parameters = parameter_count(model)
-    precision = resolve_precision(train_cfg.precision, device, n_parameters, getattr(model, "bf16_on_cpu", BF16_ON_CPU))
-    tune_cpu_threads(device, n_parameters, task.matmul_rows(model, train_cfg, world))
-    model.to(device)
+    precision = resolve_precision(train_cfg.precision, world.device, n_parameters, model.precision_rule())
+    tune_cpu_threads(world.device, n_parameters, task.matmul_rows(model, train_cfg, world))
+    model.to(world.device)
+    return Built(data, model_cfg, model, train_batches, valid_batches, precision, n_parameters)
+
+
+def fit_run(run_dir: RunDir, plan: Plan, resume: bool, progress: bool | str, cache_dir, on_evaluation,
+            world: World) -> Run | None:
+    spec, task, train_cfg = plan.spec, plan.task, plan.train
+    resumed = resume and run_dir.file(STATE).exists()  # its weights come from its checkpoint
+    built = build(plan, cache_dir, world, new_weights=not resumed)
+    data, model, model_cfg, precision, n_parameters = (built.data, built.model, built.model_cfg, built.precision,
+                                                        built.n_parameters)
+    device = world.device
     resolved = {"device": device.type, "precision": precision}
     if world.is_main:  # the run directory is rank 0's; the others read it once it is ready
         if not resume or not run_dir.exists:
@@ -176,9 +203,9 @@ def fit_run(run_dir: RunDir, plan: Plan, resume: bool, progress: bool | str, cac
             label = f"{progress} " if isinstance(progress, str) else ""
             print(label + start_line(plan, model, n_parameters, resolved), file=sys.stderr)
     world.barrier()
-    trainer = Trainer(model, task, train_batches, valid_batches, train_cfg, run_dir, device, precision,
+    trainer = Trainer(model, task, built.train_batches, built.valid_batches, train_cfg, run_dir, device, precision,
                       bool(progress) and world.is_main, on_evaluation, world)
-    if resume and run_dir.file(STATE).exists():
+    if resumed:
         load_weights(run_dir.file(LAST), model)
         trainer.restore(run_dir.load_state())
     history = trainer.fit()
@@ -197,13 +224,13 @@ def start_line(plan: Plan, model: Any, n_parameters: int, resolved: dict) -> str
     A model that learns by counting has no optimizer or bound to show; one that takes its own steps
     (word2vec, GloVe) names its update rule (`update_rule`) and may name its batches (`batch_shape`)."""
     cfg = plan.train
-    shape = model.batch_shape(cfg) if callable(getattr(model, "batch_shape", None)) else plan.task.batch_shape(cfg)
-    if fits_by_counting(model):
+    shape = model.batch_shape(cfg) or plan.task.batch_shape(cfg)
+    if model.learns_by == "counting":
         return (f"{plan.spec.name}: learns by counting its training data once, no gradient steps; evaluated in "
                 f"batches of {shape}; {resolved['device']} {resolved['precision']}")
     bound = " or ".join(([f"{cfg.epochs} epochs"] if cfg.epochs else []) + ([f"{cfg.time:g} s"] if cfg.time else []))
     clip = f", clip {cfg.grad_clip:g}" if cfg.grad_clip else ""
-    rule = getattr(model, "update_rule", None)
+    rule = model.update_rule
     ends = f"warmup {cfg.warmup:g}" + (f", cooldown {cfg.cooldown:g}" if cfg.cooldown else "")
     update = (f"{rule}, lr {cfg.lr:g} {cfg.schedule} ({ends})" if rule else
               f"{cfg.optimizer} lr {cfg.lr:g} {cfg.schedule} ({ends}), weight decay {cfg.weight_decay:g}{clip}")
@@ -244,24 +271,22 @@ def lr_find(data: str | None = None, model: str | None = None, *, plot: str | Pa
     if not 0 < start_lr < end_lr or steps < 5:
         raise UserError("lr-find needs 0 < --start-lr < --end-lr and at least 5 steps")
     plan = plan_new(model or DEFAULT_MODEL, settings, *split_options({"data": data, **options}))
-    if fits_by_counting(plan.spec.model_cls):
+    if plan.spec.model_cls.learns_by == "counting":
         raise UserError(f"{plan.spec.name} learns by counting, not by gradient steps: it has no learning rate to find")
-    seed_everything(plan.train.seed)
-    data_ = plan.task.load_data(plan.data, cache_dir, None, plan.train)
-    net = plan.spec.build(plan.model_config(plan.task.data_dims(data_, plan.spec)))
-    plan.task.init_model(net, data_)
-    batches, valid = plan.task.batches(data_, plan.train, net, World())
-    device = resolve_device(plan.train.device)
-    precision = resolve_precision(plan.train.precision, device, parameter_count(net), getattr(net, "bf16_on_cpu", BF16_ON_CPU))
-    net.to(device).train()
-    trainer = Trainer(net, plan.task, batches, valid, plan.train, None, device, precision, progress=False)
+    world = World(device=resolve_device(plan.train.device))
+    built = build(plan, cache_dir, world)
+    batches, device = built.train_batches, world.device
+    stepper = Trainer(built.model, plan.task, batches, built.valid_batches, plan.train, None, device, built.precision,
+                      progress=False).stepper
+    built.model.train()
     lrs, losses, smoothed, best, carry = [], [], 0.0, math.inf, None
     for step in range(steps):
         lr = start_lr * (end_lr / start_lr) ** (step / (steps - 1))
-        for group in trainer.optimizer.param_groups:
+        for group in stepper.param_groups:
             group["lr"] = lr
         k = step % len(batches)
-        loss, carry, _ = trainer.train_step(to_device(batches.batch(k), device), carry if k else None)
+        taken = stepper.step(to_device(batches.batch(k), device), carry if k else None, 0.0, check=True)
+        loss, carry = float(taken.loss), taken.carry
         smoothed = 0.98 * smoothed + 0.02 * loss
         value = smoothed / (1 - 0.98 ** (step + 1))  # bias-corrected moving average
         if not math.isfinite(value) or (step > 10 and value > 4 * best):

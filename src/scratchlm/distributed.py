@@ -158,6 +158,14 @@ class World:
             return loss.item()
         return self.sum(loss.detach().float().clone()).item() / self.size
 
+    def gather_scalars(self, values: torch.Tensor) -> torch.Tensor:
+        """(processes, n): each process' `values` (n numbers), in rank order, on the CPU."""
+        if self.size == 1:
+            return values.unsqueeze(0).cpu()
+        parts = [torch.empty_like(values, device=self.device) for _ in range(self.size)]
+        dist.all_gather(parts, values.to(self.device).contiguous())
+        return torch.stack(parts).cpu()
+
     def agree(self, elapsed: float, stop: bool) -> tuple[float, bool]:
         """Rank 0's clock and whether any process was asked to stop: the same on every process."""
         if self.size == 1:

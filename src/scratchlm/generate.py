@@ -28,7 +28,7 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from scratchlm.data.tokenize import DOC
-from scratchlm.models.base import State, model_device
+from scratchlm.models.base import LanguageModel, State, model_device
 
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
@@ -107,9 +107,9 @@ def context_start(start: int, length: int, window: int) -> int:
     return length - (window + 1) // 2
 
 
-def offers_cache(model: torch.nn.Module) -> bool:
+def offers_cache(model: LanguageModel) -> bool:
     """A model that reads a context of up to `window` tokens, predicts after each, and can cache them."""
-    return callable(getattr(model, "new_cache", None))
+    return model.caches
 
 
 def context_of(model: torch.nn.Module, window: int | None) -> int:

@@ -24,9 +24,9 @@ import dataclasses
 import typing
 from typing import Any
 
+from scratchlm.config import TrainConfig
 from scratchlm.errors import UserError
 from scratchlm.models.registry import get_spec
-from scratchlm.trainer import TrainConfig
 
 # config class -> {field added after the first release: the value runs written before it exist behave as}
 ADDED: dict[str, dict[str, Any]] = {

@@ -1,7 +1,7 @@
 """Where the hardware is chosen and every speed switch is set, in one place.
 
 `--device auto` takes a CUDA GPU when there is one. `--precision auto` uses bf16 where it is known to
-pay: on CUDA GPUs that support it, and on a CPU where the model's bf16 measured faster (`BF16_ON_CPU`).
+pay: on CUDA GPUs that support it, and on a CPU where the model's bf16 measured faster (`UNDER_AUTOCAST`).
 A model trained under autocast takes it on CPUs with AMX tiles (Intel Sapphire Rapids and later) when
 large enough that the matmuls dominate; small models stay in fp32, where the casts cost more than they
 save. A model may name its own rule (word2vec's step, whose bf16 matmuls pay wherever the CPU has
@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -38,9 +39,19 @@ from scratchlm.errors import UserError
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 AMX_MIN_PARAMETERS = 5_000_000  # below this, bf16 on AMX measured slower than fp32 (casts dominate)
-# When `--precision auto` takes bf16 on a CPU: (the CPU flag it needs, the fewest parameters), or None for
-# never. A model class may set its own `bf16_on_cpu`; this is the rule of models trained under autocast.
-BF16_ON_CPU = ("amx_bf16", AMX_MIN_PARAMETERS)
+
+
+@dataclass(frozen=True)
+class PrecisionRule:
+    """When `--precision auto` takes bf16 for a model (`Model.precision_rule`)."""
+
+    cpu_flag: str | None  # on a CPU: the flag its bf16 needs to pay (None: never on a CPU)
+    fewest_parameters: int = 0  # ... and the fewest parameters from which it pays
+    on_gpu: bool = True  # on a CUDA GPU that has bf16; a rule measured on CPUs only keeps fp32 there
+
+
+# Models trained under autocast: bf16 pays on CPUs with AMX tiles, once the matmuls dominate, and on GPUs
+UNDER_AUTOCAST = PrecisionRule("amx_bf16", AMX_MIN_PARAMETERS)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -68,20 +79,16 @@ def cpu_flags() -> frozenset[str]:
 
 
 def resolve_precision(name: str, device: torch.device, n_parameters: int,
-                      bf16_on_cpu: tuple[str, int] | None = BF16_ON_CPU) -> str:
-    """fp32 or bf16 for `--precision NAME`: auto takes bf16 on a CPU by the model's rule `bf16_on_cpu`
-    (BF16_ON_CPU), and on a CUDA GPU that has it for a model under autocast. A model with a rule of its
-    own (a step it takes itself) keeps fp32 on a GPU: its bf16 was measured on CPUs only."""
+                      rule: PrecisionRule = UNDER_AUTOCAST) -> str:
+    """fp32 or bf16 for `--precision NAME`: auto takes bf16 by the model's rule (UNDER_AUTOCAST for most)."""
     if name not in PRECISIONS:
         raise UserError(f"unknown precision {name!r}; choose one of {', '.join(PRECISIONS)}")
     if name != "auto":
         return name
     if device.type == "cuda":
-        return "bf16" if bf16_on_cpu == BF16_ON_CPU and torch.cuda.is_bf16_supported() else "fp32"
-    if bf16_on_cpu is None:
-        return "fp32"
-    flag, fewest_parameters = bf16_on_cpu
-    return "bf16" if flag in cpu_flags() and n_parameters >= fewest_parameters else "fp32"
+        return "bf16" if rule.on_gpu and torch.cuda.is_bf16_supported() else "fp32"
+    pays = rule.cpu_flag is not None and rule.cpu_flag in cpu_flags() and n_parameters >= rule.fewest_parameters
+    return "bf16" if pays else "fp32"
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

@@ -443,9 +443,6 @@ def read_binary(path: Path, body: bytes, count: int, dim: int, unicode_errors: s
 class WordVectorVerbs:
     """similar, analogy, map, export and debias for a Run class that defines `word_vectors()`."""
 
-    def word_vectors(self) -> tuple[list[str], np.ndarray]:
-        raise NotImplementedError
-
     @property
     def vectors(self) -> WordVectors:
         if getattr(self, "_vectors", None) is None:

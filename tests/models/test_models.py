@@ -12,7 +12,7 @@ import torch
 
 import scratchlm
 from scratchlm.errors import UserError
-from scratchlm.models.base import detach_state, fits_by_counting, lm_loss
+from scratchlm.models.base import detach_state, lm_loss
 from scratchlm.models.registry import REGISTRY, field_comments, get_spec, parse_settings, settings_of
 
 VOCAB = 35
@@ -24,7 +24,7 @@ def build(name: str, **overrides):
     spec = REGISTRY[name]
     torch.manual_seed(0)
     model = spec.build(spec.make_config({"vocab_size": VOCAB}, overrides))
-    if fits_by_counting(model):
+    if model.learns_by == "counting":
         with warnings.catch_warnings():  # too few n-grams for its discount estimates: it says so, and copes
             warnings.simplefilter("ignore")
             model.fit_counts(np.random.default_rng(0).integers(0, VOCAB, 2_000))
@@ -47,7 +47,7 @@ def test_forward_gives_logits_loss_and_a_state_it_takes_back(name: str):
     assert logits.shape[1] in (1, T)  # after every token, or after the last only
     assert loss.dim() == 0 and torch.isfinite(loss)
     assert loss.item() == pytest.approx(math.log(VOCAB), rel=0.25)  # an untrained model is near uniform
-    if not fits_by_counting(model):
+    if model.learns_by != "counting":
         loss.backward()
         assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
     assert (state is not None) == model.carries_state

@@ -290,7 +290,6 @@ def as_option(name: str, value: Any) -> str:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from scratchlm.api import recipe
-    from scratchlm.models.base import fits_by_counting
     from scratchlm.models.registry import REGISTRY, get_spec, settings_of
     from scratchlm.tasks import get_task
 
@@ -305,7 +304,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         rest = [as_option(name, getattr(whole, name)) for name in TRAIN_OPTIONS
                 if name not in spec.train and name not in ("device", "precision", "compile", "seed")
                 and getattr(whole, name) not in (None, False)]
-        if fits_by_counting(spec.model_cls):
+        if spec.model_cls.learns_by == "counting":
             print("it learns by counting its training data once: no optimizer, learning rate or schedule applies")
         else:
             print("training defaults it takes from the global ones: " + ", ".join(rest))

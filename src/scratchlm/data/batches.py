@@ -25,15 +25,37 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 import torch
 
+from scratchlm.data.tokenize import PAD
 from scratchlm.errors import UserError
 
 
+class IndexedBatches:
+    """The batches protocol (tasks/base.py) every task's batches follow: `len`, `batch(k)` (the same k gives
+    the same batch, so a resumed run skips to its saved index), and from these `batches(start)`."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def batch(self, k: int) -> tuple:
+        raise NotImplementedError
+
+    def batches(self, start: int = 0) -> Iterator[tuple]:
+        """Batches start, start+1, ...: resuming mid-epoch is skipping to the saved batch index."""
+        for k in range(start, len(self)):
+            yield self.batch(k)
+
+    def for_epoch(self, epoch: int, seed: int) -> IndexedBatches:
+        """The batches of epoch `epoch`, drawn from (seed, epoch) alone where they change from epoch to epoch."""
+        return self
+
+
 @dataclass(frozen=True)
-class LMStream:
+class LMStream(IndexedBatches):
     """An ordered, resumable sequence of (inputs, targets) batches over a token stream."""
 
     ids: np.ndarray  # the token stream (a memmap: rows are read as they are needed)
@@ -88,18 +110,13 @@ class LMStream:
         block = torch.from_numpy(block.astype(np.int64))  # (B, T+1)
         return block[:, :-1], block[:, 1:]
 
-    def batches(self, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Batches start, start+1, ...: resuming mid-epoch is skipping to the saved batch index."""
-        for k in range(start, len(self)):
-            yield self.batch(k)
-
     def shard(self, rank: int, world_size: int, even: bool = True) -> LMStream:
         """This process' share of every batch (distributed data parallel); see `share`."""
         return replace(self, rows=share(self.batch_size, rank, world_size, even))
 
 
 @dataclass(frozen=True)
-class WindowBatches:
+class WindowBatches(IndexedBatches):
     """Non-overlapping windows of `bptt` tokens, `batch_size` consecutive windows per batch, in order.
 
         stream:   a b c d e f g h i j k l m ...      batch_size=2, bptt=3
@@ -153,10 +170,6 @@ class WindowBatches:
         x = torch.from_numpy(block[:-1]).view(last - first, self.bptt)
         y = torch.from_numpy(block[1:]).view(last - first, self.bptt)
         return x, y
-
-    def batches(self, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for k in range(start, len(self)):
-            yield self.batch(k)
 
     def shard(self, rank: int, world_size: int, even: bool = True) -> WindowBatches:
         """This process' share of every batch (distributed data parallel); see `share`."""
@@ -230,3 +243,59 @@ def batch_indices(order: np.ndarray, k: int, batch_size: int, rows: tuple[int, i
     if rows:
         first, stop = min(first + rows[0], stop), min(first + rows[1], stop)
     return order[first:stop]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BucketedBatches(IndexedBatches):
+    """Batches of examples of varying length (sentence pairs, labelled texts): at first (validation) longest
+    first, so the first batch is the biggest; each epoch of training (`for_epoch`) in the order
+    `bucketed_order` draws from (seed, epoch) alone, so a resumed run reads the same. A subclass holds the
+    examples and says how long each is (`lengths`, and `epoch_lengths` where an epoch sorts by another
+    length) and how its batch reads (`batch`)."""
+
+    batch_size: int  # examples per batch
+    order: np.ndarray | None = None  # the examples in batch order, batch_size at a time; None: longest first
+    drop_last: bool = True  # training drops a last short batch (every process needs its even share)
+    rows: tuple[int, int] | None = None  # (first, stop): the examples of each batch this process reads
+    examples: ClassVar[str] = "example(s)"  # what the examples are called in a message
+    stream: ClassVar[int] = 0  # the random stream of its epochs' orders, one per kind of example
+
+    def lengths(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def epoch_lengths(self) -> np.ndarray:
+        return self.lengths()
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise UserError(f"--batch-size {self.batch_size} must be at least 1")
+        if self.order is None:
+            object.__setattr__(self, "order", np.argsort(-self.lengths(), kind="stable"))
+        if len(self) == 0:
+            raise UserError(f"{len(self.order)} {self.examples}: too few for a batch of {self.batch_size}; "
+                            "use a smaller --batch-size or more examples")
+
+    def __len__(self) -> int:
+        full, rest = divmod(len(self.order), self.batch_size)
+        return full + (1 if rest and not self.drop_last else 0)
+
+    def for_epoch(self, epoch: int, seed: int) -> BucketedBatches:
+        """This epoch's batches: the examples shuffled, sorted by length within pools of POOL batches, cut,
+        and the batches shuffled; from (seed, epoch) alone, so a resumed run draws the same."""
+        rng = np.random.default_rng([seed, epoch, self.stream])
+        return replace(self, order=bucketed_order(self.epoch_lengths(), self.batch_size, rng))
+
+    def indices(self, k: int) -> np.ndarray:
+        return batch_indices(self.order, k, self.batch_size, self.rows)
+
+    def shard(self, rank: int, world_size: int, even: bool = True) -> BucketedBatches:
+        return replace(self, rows=share(self.batch_size, rank, world_size, even))
+
+
+def pad(rows: list[np.ndarray]) -> torch.Tensor:
+    """Rows of ids as one (B, longest) int64 tensor, PAD on the right, at least one column."""
+    out = torch.full((len(rows), max((len(r) for r in rows), default=1)), PAD, dtype=torch.long)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
+    return out
+

@@ -29,16 +29,17 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 
-from scratchlm.data.batches import batch_indices, bucketed_order, share
+from scratchlm.data.batches import BucketedBatches, pad
 from scratchlm.data.clean import Screen
 from scratchlm.data.read import open_corpus, text_files
-from scratchlm.data.tokenize import PAD, Tokenizer, TokenizerSpec
+from scratchlm.data.tokenize import Tokenizer, TokenizerSpec
 from scratchlm.errors import UserError
 
 TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t"}
@@ -279,59 +280,22 @@ def encode_texts(tokenizer: Tokenizer, texts: list[str], max_length: int | None)
 
 
 @dataclass(frozen=True)
-class LabelledBatches:
+class LabelledBatches(BucketedBatches):
     """Batches of examples, bucketed by length; see the module docstring."""
 
     ids: tuple[np.ndarray, ...]  # each example's token ids
     labels: np.ndarray  # (N,) each example's label
-    batch_size: int  # examples per batch
-    order: np.ndarray | None = None  # the examples in batch order; None: longest first
-    drop_last: bool = True  # training drops a last short batch (every process needs its even share)
-    rows: tuple[int, int] | None = None  # (first, stop): the examples of each batch this process reads
+    examples: ClassVar[str] = "training example(s)"
+    stream: ClassVar[int] = 11
 
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise UserError(f"--batch-size {self.batch_size} must be at least 1")
-        if self.order is None:
-            lengths = np.array([len(x) for x in self.ids])
-            object.__setattr__(self, "order", np.argsort(-lengths, kind="stable"))
-        if len(self) == 0:
-            raise UserError(f"{len(self.ids)} training example(s): too few for a batch of {self.batch_size}; "
-                            "use a smaller --batch-size or more examples")
-
-    def __len__(self) -> int:
-        full, rest = divmod(len(self.ids), self.batch_size)
-        return full + (1 if rest and not self.drop_last else 0)
-
-    def for_epoch(self, epoch: int, seed: int) -> LabelledBatches:
-        """This epoch's batches, from (seed, epoch) alone: shuffled, sorted by length within pools, cut,
-        and the batches shuffled."""
-        lengths = np.array([len(ids) for ids in self.ids])
-        return replace(self, order=bucketed_order(lengths, self.batch_size, np.random.default_rng([seed, epoch, 11])))
-
-    def indices(self, k: int) -> np.ndarray:
-        return batch_indices(self.order, k, self.batch_size, self.rows)
+    def lengths(self) -> np.ndarray:
+        return np.array([len(x) for x in self.ids])
 
     def batch(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(ids, lengths, labels) of batch k."""
         index = self.indices(k)
         return pad([self.ids[i] for i in index]), lengths_of([self.ids[i] for i in index]), torch.as_tensor(
             self.labels[index], dtype=torch.long)
-
-    def batches(self, start: int = 0):
-        for k in range(start, len(self)):
-            yield self.batch(k)
-
-    def shard(self, rank: int, world_size: int, even: bool = True) -> LabelledBatches:
-        return replace(self, rows=share(self.batch_size, rank, world_size, even))
-
-
-def pad(rows: list[np.ndarray]) -> torch.Tensor:
-    """Rows of ids as one (B, longest) int64 tensor, PAD on the right (at least one column)."""
-    out = torch.full((len(rows), max((len(r) for r in rows), default=1)), PAD, dtype=torch.long)
-    for i, row in enumerate(rows):
-        out[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
-    return out
 
 
 def lengths_of(rows: list[np.ndarray]) -> torch.Tensor:

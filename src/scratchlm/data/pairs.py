@@ -32,14 +32,15 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 
-from scratchlm.data.batches import batch_indices, bucketed_order, share
+from scratchlm.data.batches import BucketedBatches, pad
 from scratchlm.data.clean import Screen
 from scratchlm.data.read import read_lines
-from scratchlm.data.tokenize import BOS, EOS, PAD, Tokenizer, TokenizerSpec, train_tokenizer
+from scratchlm.data.tokenize import BOS, EOS, Tokenizer, TokenizerSpec, train_tokenizer
 from scratchlm.errors import UserError
 
 
@@ -199,41 +200,22 @@ class References:
 
 
 @dataclass(frozen=True)
-class PairBatches:
+class PairBatches(BucketedBatches):
     """Batches of pairs, bucketed by length; see the module docstring."""
 
     src: tuple[np.ndarray, ...]  # each pair's source ids
     tgt: tuple[np.ndarray, ...]  # each pair's target ids (for validation: the first reference)
-    batch_size: int  # pairs per batch
-    order: np.ndarray | None = None  # the pairs in batch order, batch_size at a time; None: by length
-    drop_last: bool = True  # training drops a last short batch (every process needs its even share)
     references: tuple[tuple[str, ...], ...] | None = None  # validation: every reference of each source
     decode: Callable[[list[int]], str] | None = None  # validation: the target tokenizer's decode
-    rows: tuple[int, int] | None = None  # (first, stop): the pairs of each batch this process reads
     processes: int = 1  # how many processes share each batch
+    examples: ClassVar[str] = "pair(s)"
+    stream: ClassVar[int] = 7
 
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise UserError(f"--batch-size {self.batch_size} must be at least 1")
-        if self.order is None:  # validation and a first epoch: longest first, so the first batch is the biggest
-            lengths = np.array([len(s) for s in self.src])
-            object.__setattr__(self, "order", np.argsort(-lengths, kind="stable"))
-        if len(self) == 0:
-            raise UserError(f"{len(self.src)} pair(s): too few for a batch of {self.batch_size}; "
-                            "use a smaller --batch-size or more pairs")
+    def lengths(self) -> np.ndarray:
+        return np.array([len(s) for s in self.src])
 
-    def __len__(self) -> int:
-        full, rest = divmod(len(self.src), self.batch_size)
-        return full + (1 if rest and not self.drop_last else 0)
-
-    def for_epoch(self, epoch: int, seed: int) -> PairBatches:
-        """This epoch's batches: the pairs shuffled, sorted by length within pools of POOL batches, cut,
-        and the batches shuffled; from (seed, epoch) alone, so a resumed run draws the same."""
-        lengths = np.array([len(s) + len(t) for s, t in zip(self.src, self.tgt, strict=True)])
-        return replace(self, order=bucketed_order(lengths, self.batch_size, np.random.default_rng([seed, epoch, 7])))
-
-    def indices(self, k: int) -> np.ndarray:
-        return batch_indices(self.order, k, self.batch_size, self.rows)
+    def epoch_lengths(self) -> np.ndarray:
+        return np.array([len(s) + len(t) for s, t in zip(self.src, self.tgt, strict=True)])
 
     def batch(self, k: int) -> tuple:
         """(src, src_lengths, tgt_in, targets), then for training this process' weight (below), for
@@ -254,17 +236,5 @@ class PairBatches:
             return src, lengths, tgt_in, targets, torch.tensor(share * self.processes)
         return src, lengths, tgt_in, targets, References([self.references[i] for i in index], self.decode)
 
-    def batches(self, start: int = 0):
-        for k in range(start, len(self)):
-            yield self.batch(k)
-
     def shard(self, rank: int, world_size: int, even: bool = True) -> PairBatches:
-        return replace(self, rows=share(self.batch_size, rank, world_size, even), processes=world_size)
-
-
-def pad(rows: list[np.ndarray]) -> torch.Tensor:
-    """Rows of ids as one (B, longest) int64 tensor, PAD on the right."""
-    out = torch.full((len(rows), max((len(r) for r in rows), default=0)), PAD, dtype=torch.long)
-    for i, row in enumerate(rows):
-        out[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
-    return out
+        return replace(super().shard(rank, world_size, even), processes=world_size)

@@ -1,6 +1,16 @@
-"""What every language model in scratchlm shares: the loss, and how recurrent state is passed around.
+"""The contract between the models and the layers above them: what the trainer, the API and the tasks may
+ask of any model, each ability declared once here with its default, and called unconditionally. A model
+says what it can do by overriding a method, never by having an attribute or not (docs/architecture.md
+has the table).
 
-The one interface (makemore's idea: one `generate()` and one `evaluate()` serve every model):
+    Model                every model: how it learns, its precision rule, its layer groups, its output size,
+                         how it follows the run's progress, whether it trains in several processes, its
+                         word vectors, its batch as the run's first line shows it, its Hugging Face export
+    LanguageModel        the next-token models: their one interface (below), carried state, window, cache
+    WordVectorModel      word2vec and GloVe: they make their own batches from the word stream and take their
+                         own written-out steps
+
+The language models' one interface (makemore's idea: one `generate()` and one `evaluate()` serve every model):
 
     logits, loss, state = model(idx, targets=None, state=None)
 
@@ -13,45 +23,131 @@ The one interface (makemore's idea: one `generate()` and one `evaluate()` serve 
              A tensor or a tuple of tensors laid out (..., B, H), as nn.RNN's (layers, B, H): the rows
              are the second-last dimension (distributed training splits and gathers them there).
 
-Class attributes tell the trainer and the inference verbs how to drive a model:
-    carries_state  training passes the state from one batch to the next (truncated BPTT)
-    window         the tokens the model reads: exactly this many for a model that predicts the next token
-                   only (T' = 1); at most this many, its context, for one that predicts after every token
-                   (a Transformer); None if it reads any length
-
-A model may also offer `new_cache(batch_size, device)`: an inference-only state (a Transformer's
-keys and values) that `forward` fills and returns when it is passed as the state. Training never
-passes one, so such a model returns None there, as one without a state.
-
-A model that learns by counting (an n-gram model) has no trainable parameters and offers
-`fit_counts(ids)`: the trainer takes no optimizer steps for it, but has the task hand it the training
-data once (`Task.count`), then evaluates and saves it as it would a trained model after its last epoch
-(`fits_by_counting` asks). Its tables are buffers, so the checkpoint carries them as it carries weights.
+A model that learns by counting (an n-gram model) has no trainable parameters: the trainer takes no steps
+for it but hands it the training data once (`fit_counts`), then evaluates and saves it as after a last
+epoch. Its tables are buffers, so the checkpoint carries them as it carries weights.
 """
 
 from __future__ import annotations
 
 import itertools
+from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from scratchlm.errors import UserError
+from scratchlm.speed import UNDER_AUTOCAST, PrecisionRule
 
 State = torch.Tensor | tuple[torch.Tensor, ...] | None
+Learning = Literal["gradient", "own_step", "counting"]
 
 
-class LanguageModel(nn.Module):
-    """Base class: the defaults below describe a model that reads any length and keeps no state."""
+class Model(nn.Module):
+    """The base of every model; the defaults describe a model trained by gradient steps under autocast."""
 
-    carries_state: bool = False
+    # How it learns, which picks the trainer's stepper: gradient steps through autograd and an optimizer,
+    # its own written-out steps (`WordVectorModel.take_step`), or one count of its data (`fit_counts`)
+    learns_by: ClassVar[Learning] = "gradient"
+    # The update it takes itself, in words for the run's first line; None: the optimizer's
+    update_rule: ClassVar[str | None] = None
+
+    def precision_rule(self) -> PrecisionRule:
+        """When `--precision auto` takes bf16 (scratchlm.speed.resolve_precision)."""
+        return UNDER_AUTOCAST
+
+    def layer_groups(self) -> list[tuple[list[nn.Parameter], float]]:
+        """(parameters, learning-rate factor) of each group: one group at the full rate, unless a model
+        fine-tunes its layers at rates of their own (discriminative fine-tuning, Howard and Ruder 2018, 3.2)."""
+        return [(list(self.parameters()), 1.0)]
+
+    def output_size(self) -> int | None:
+        """The width of the layer that writes tokens out (Muon leaves it to AdamW with the embeddings), or None."""
+        return None
+
+    def follow_progress(self, progress: float) -> None:
+        """Called before each training step with the share of the run done, in [0, 1], for a model that changes
+        as the run goes (gradual unfreezing, scheduled sampling)."""
+
+    def several_processes(self) -> str | None:
+        """Why this model cannot train in several processes (torchrun), or None when it can."""
+        return None
+
+    def word_matrix(self) -> torch.Tensor | None:
+        """Its word vectors, one row per token of its vocabulary, or None when it has none."""
+        return None
+
+    def batch_shape(self, cfg: Any) -> str | None:
+        """A batch as the run's first line shows it, where the model's batches are not its task's."""
+        return None
+
+    def fit_counts(self, ids: np.ndarray) -> None:
+        """Learn from the whole training stream at once (a model with `learns_by = "counting"`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not learn by counting")
+
+    def to_hf(self) -> tuple[dict, dict[str, torch.Tensor]] | None:
+        """The model as a Hugging Face config and weights that `transformers` loads with equal logits; None for a
+        model with no such counterpart."""
+        return None
+
+
+class LanguageModel(Model):
+    """Base class of the next-token models: the defaults describe one that reads any length and keeps no state."""
+
+    carries_state: ClassVar[bool] = False  # training passes the state from one batch to the next (truncated BPTT)
+    # The tokens the model reads: exactly this many for a model that predicts the next token only (T' = 1);
+    # at most this many, its context, for one that predicts after every token (a Transformer); None: any length
     window: int | None = None
+    # It offers an inference-only state (a Transformer's keys and values, `new_cache`) that forward fills and
+    # returns when passed as the state; training never passes one
+    caches: ClassVar[bool] = False
+
+    def new_cache(self, batch_size: int = 1, device: torch.device | str | None = None) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} keeps no cache")
+
+    def output_size(self) -> int:
+        return self.config.vocab_size
+
+    def word_matrix(self) -> torch.Tensor | None:
+        """The input embedding: the first embedding with a row per token of the vocabulary."""
+        embedding = next((m for m in self.modules() if isinstance(m, nn.Embedding)
+                          and m.num_embeddings == self.config.vocab_size), None)
+        return None if embedding is None else embedding.weight
 
 
-def fits_by_counting(model: nn.Module) -> bool:
-    """Does the model learn by counting its training data once (`fit_counts`), not by gradient steps?"""
-    return callable(getattr(model, "fit_counts", None))
+class WordVectorModel(Model):
+    """word2vec and GloVe: each makes its batches from the word stream (the centre and context words of the
+    pairs, or the non-zero co-occurrence counts) and takes its own written-out steps, whose per-step cost
+    autograd and an optimizer would dwarf. `word_matrix` is what the verbs read."""
+
+    learns_by: ClassVar[Learning] = "own_step"
+
+    def take_counts(self, counts: np.ndarray) -> None:
+        """A new run's model before its first step, given the words' counts (V,): the hierarchical softmax's
+        Huffman tree is built from them."""
+
+    def training_batches(self, words: Any, batch_size: int, seed: int) -> tuple[Any, Any]:
+        """(train, validation) batches from `words` (scratchlm.data.contexts.Words), as the batches protocol
+        of tasks/base.py has them."""
+        raise NotImplementedError
+
+    def take_step(self, batch: tuple, lr: float, precision: str = "fp32") -> tuple[float, int]:
+        """One step at rate `lr` on the batch: (its summed loss before the step, the pairs or entries it read).
+        A loss that is not finite must leave every weight as it was, so that the trainer's NaN policy holds."""
+        raise NotImplementedError
+
+    def batch_loss(self, batch: tuple) -> tuple[torch.Tensor, int]:
+        """The batch's mean loss through autograd (what the written-out step follows), and its size."""
+        raise NotImplementedError
+
+    def eval_sums(self, batch: tuple) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """A validation batch: (summed loss, the pairs or entries predicted right, how many)."""
+        raise NotImplementedError
+
+    def several_processes(self) -> str | None:
+        return "its steps are too small to split"
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -38,6 +38,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from scratchlm.errors import UserError
+from scratchlm.models.base import LanguageModel, Model
 
 POOLINGS = ("concat", "last", "max", "mean")
 
@@ -108,7 +109,7 @@ class BagConfig:
             raise UserError("n_embed must be at least 1")
 
 
-class BagOfEmbeddings(nn.Module):
+class BagOfEmbeddings(Model):
     """logits = W mean_t(E[x_t]) + b: word order is lost in the mean (the seed notes' sentiment baseline)."""
 
     def __init__(self, config: BagConfig):
@@ -153,7 +154,7 @@ class RNNClassifierConfig:
             raise UserError(f"embed_dropout {self.embed_dropout} must be in [0, 1)")
 
 
-class RNNClassifier(nn.Module):
+class RNNClassifier(Model):
     """Embedding -> dropout -> LSTM/GRU over the real tokens (packed) -> pooling over time -> head."""
 
     def __init__(self, config: RNNClassifierConfig):
@@ -220,13 +221,13 @@ def output_layer(model: nn.Module, vocab_size: int) -> str:
     return names[-1]
 
 
-class LMClassifier(nn.Module):
+class LMClassifier(Model):
     """A language model's body -> pooling over time -> head (ULMFiT; see the module docstring).
 
     `body` is the language model, built by the caller; its output layer is replaced by the identity, so
     that its `forward(idx)` gives the last layer's states (B, T, D) instead of logits."""
 
-    def __init__(self, config: LMClassifierConfig, body: nn.Module):
+    def __init__(self, config: LMClassifierConfig, body: LanguageModel):
         super().__init__()
         self.config = config
         name = output_layer(body, config.vocab_size)
@@ -238,7 +239,7 @@ class LMClassifier(nn.Module):
     def forward(self, idx: torch.Tensor, lengths: torch.Tensor,
                 labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, T = idx.shape
-        window = getattr(self.body, "window", None)
+        window = self.body.window
         if window is not None and window < T:  # a Transformer reads at most its context
             idx, lengths, T = idx[:, :window], lengths.clamp(max=window), window
         hidden = self.body(idx)[0]  # (B, T, D): padding on the right never reaches the real tokens' states
@@ -259,7 +260,12 @@ class LMClassifier(nn.Module):
             groups.append(list(part.parameters()))
         return [(params, self.config.lr_decay ** -k) for k, params in enumerate(groups)]
 
-    def unfreeze_to(self, progress: float) -> None:
+    def several_processes(self) -> str | None:
+        if self.config.unfreeze > 0:  # DDP wraps the parameters that train at the start
+            return "gradual unfreezing changes which weights train during the run (add --set unfreeze=0)"
+        return None
+
+    def follow_progress(self, progress: float) -> None:
         """Gradual unfreezing: over the first `unfreeze` of the run, stage s of n trains the top s groups."""
         groups = self.layer_groups()
         stage = len(groups) if self.config.unfreeze == 0 else int(progress / self.config.unfreeze * len(groups)) + 1

@@ -37,7 +37,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from scratchlm.data.batches import IndexedBatches
+from scratchlm.data.contexts import Words
 from scratchlm.errors import UserError
+from scratchlm.models.base import WordVectorModel
+from scratchlm.speed import PrecisionRule
 
 CHUNK = 1 << 18  # words of the stream read at a time while counting (its pairs: ~80 MB at window 10)
 MERGE_AT = 1 << 24  # merge the chunks' tables once they hold this many entries together
@@ -145,7 +149,7 @@ def weighting(x: torch.Tensor, x_max: float, alpha: float) -> torch.Tensor:
 # ---------------------------------------------------------------- batches
 
 
-class EntryBatches:
+class EntryBatches(IndexedBatches):
     """One epoch's batches of non-zero entries (rows, cols, log X, f(X)), in an order drawn from
     (seed, epoch) alone: the same k gives the same batch, so a resumed run reads what the first did."""
 
@@ -166,20 +170,15 @@ class EntryBatches:
         pick = self.order[k * self.batch_size:(k + 1) * self.batch_size]
         return self.rows[pick], self.cols[pick], self.log_x[pick], self.weight[pick]
 
-    def batches(self, start: int = 0):
-        for k in range(start, len(self)):
-            yield self.batch(k)
-
 
 # ---------------------------------------------------------------- the model
 
 
-class GloVe(nn.Module):
+class GloVe(WordVectorModel):
     """Word vectors w, context vectors w~ and their biases, with AdaGrad's squared-gradient sums as
     buffers (saved with the weights, so a resumed run steps exactly as an unbroken one)."""
 
-    update_rule = "AdaGrad, gradients written out"  # the run's first line: the model steps itself, no optimizer
-    bf16_on_cpu = None  # --precision auto keeps fp32 on a CPU: the step has no matrix product for bf16 to speed up
+    update_rule = "AdaGrad, gradients written out"
 
     def __init__(self, config: GloVeConfig):
         super().__init__()
@@ -197,19 +196,21 @@ class GloVe(nn.Module):
         """The word vectors kept: w + w~ (V x D)."""
         return self.word + self.context
 
-    # -- the task's protocol: GloVe learns from the counts, not from the pairs of the stream
+    # -- the word-vector models' protocol (models/base.py): GloVe learns from the counts, not from the pairs
 
-    @staticmethod
-    def batch_shape(cfg) -> str:
-        """A batch as the run's first line shows it: entries of X, not the pairs of words of word2vec."""
+    def precision_rule(self) -> PrecisionRule:
+        """fp32 everywhere: the step has no matrix product for bf16 to speed up."""
+        return PrecisionRule(None, on_gpu=False)
+
+    def batch_shape(self, cfg) -> str:
+        """Entries of X, not the pairs of words of word2vec."""
         return f"{cfg.batch_size:,} co-occurrence entries"
 
-    def training_batches(self, ids: np.ndarray, counts: np.ndarray, boundary: np.ndarray, batch_size: int,
-                         seed: int) -> tuple[EntryBatches, EntryBatches]:
+    def training_batches(self, words: Words, batch_size: int, seed: int) -> tuple[EntryBatches, EntryBatches]:
         """X counted from the stream (once), and the batches of its non-zero entries: every entry, shuffled
         each epoch, for training; a fixed sample of `VALID_ENTRIES` for the evaluations."""
         cfg = self.config
-        X = count_cooccurrence(ids, counts > 0, boundary, cfg.window)
+        X = count_cooccurrence(words.ids, words.counts > 0, words.boundary, cfg.window)
         if len(X) == 0:
             raise UserError("no two words are seen within a window of each other: GloVe has nothing to count")
         log_x, weight = X.values.log().float(), weighting(X.values, cfg.x_max, cfg.alpha).float()
@@ -229,7 +230,7 @@ class GloVe(nn.Module):
         return (weight * self.residual(rows, cols, log_x).square()).mean(), len(rows)
 
     @torch.no_grad()
-    def take_step(self, batch: tuple[torch.Tensor, ...], lr: float) -> tuple[float, int]:
+    def take_step(self, batch: tuple[torch.Tensor, ...], lr: float, precision: str = "fp32") -> tuple[float, int]:
         """One AdaGrad step on the batch's summed J at rate `lr`; (J before the step, entries read). A
         loss that is not finite leaves every weight as it was (the trainer's NaN policy)."""
         rows, cols, log_x, weight = batch

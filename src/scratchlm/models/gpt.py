@@ -205,6 +205,8 @@ class Block(nn.Module):
 class GPT(LanguageModel):
     """Token + position embeddings -> n_layer blocks -> LayerNorm -> tied head. See the module docstring."""
 
+    caches = True  # generation reads each new token once, against the keys and values cached (`new_cache`)
+
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = c = config

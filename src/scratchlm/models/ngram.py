@@ -94,6 +94,7 @@ class NGram(LanguageModel):
     """
 
     carries_state = True
+    learns_by = "counting"
 
     def __init__(self, config: NGramConfig):
         super().__init__()

@@ -57,6 +57,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from scratchlm.data.tokenize import BOS, EOS, PAD
 from scratchlm.errors import UserError
+from scratchlm.models.base import Model
 
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
 ATTENTION = ("none", "bahdanau", "dot", "general")
@@ -244,7 +245,7 @@ class DecoderState:
     feed: torch.Tensor | None = None  # (B, H) the previous attentional vector h~_{t-1} (input feeding only)
 
 
-class Seq2Seq(nn.Module):
+class Seq2Seq(Model):
     """Embedding -> encoder RNN (packed) -> bridge -> decoder RNN with optional attention -> readout -> linear."""
 
     def __init__(self, config: Seq2SeqConfig):
@@ -253,6 +254,7 @@ class Seq2Seq(nn.Module):
             raise UserError("src_vocab_size and tgt_vocab_size are filled from the data; "
                             f"got {config.src_vocab_size} and {config.tgt_vocab_size}")
         self.config = config
+        self.sampling_now = 0.0  # scheduled sampling's rate at this point of the run (follow_progress)
         c = config
         E, H, D, L = c.n_embed, c.n_hidden, c.n_memory, c.n_layers
         rnn = CELLS[c.cell]
@@ -366,14 +368,25 @@ class Seq2Seq(nn.Module):
 
     # ------------------------------------------------ training
 
+    def output_size(self) -> int:
+        return self.config.tgt_vocab_size
+
+    def follow_progress(self, progress: float) -> None:
+        """Scheduled sampling (Bengio et al. 2015): the chance of feeding the decoder its own last prediction
+        instead of the true token rises linearly from 0 to the config's `sampling` over the run."""
+        self.sampling_now = self.config.sampling * min(max(progress, 0.0), 1.0)
+
     def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor,
                 targets: torch.Tensor | None = None,
-                sampling: float = 0.0) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+                sampling: float | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Teacher-forced logits (B, T, V), the loss against targets (or None), attention (B, T, S) or None.
 
         sampling: the chance, per sentence and step, that the decoder reads its own previous prediction
         (argmax) instead of the gold token (scheduled sampling, Bengio et al. 2015); 0 is teacher forcing.
+        None: in training, the rate the run's progress set (`follow_progress`); else 0.
         """
+        if sampling is None:
+            sampling = self.sampling_now if self.training else 0.0
         memory = self.encode(src, src_lengths)
         state = self.init_state(memory)
         if sampling == 0 and not self.needs_step_loop:

@@ -56,6 +56,7 @@ from torch import nn
 from scratchlm.data.tokenize import EOS
 from scratchlm.errors import UserError
 from scratchlm.models.attention import attention, merge_heads, split_heads
+from scratchlm.models.base import Model
 from scratchlm.models.seq2seq import seq2seq_loss
 
 NORMS = ("pre", "post")
@@ -259,7 +260,7 @@ class DecoderState:
         return self.keys[0].size(2) if self.keys else 0
 
 
-class TransformerMT(nn.Module):
+class TransformerMT(Model):
     """Embeddings -> encoder layers -> memory; embeddings -> decoder layers -> output layer. See the module docstring."""
 
     def __init__(self, config: TransformerMTConfig):
@@ -353,6 +354,9 @@ class TransformerMT(nn.Module):
         return logits[:, 0], state, None if weights is None else weights[:, 0]
 
     # ------------------------------------------------ training
+
+    def output_size(self) -> int:
+        return self.config.tgt_vocab_size
 
     def forward(self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor,
                 targets: torch.Tensor | None = None,

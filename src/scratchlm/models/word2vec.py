@@ -22,7 +22,7 @@ minibatching of BlazingText, Gupta and Khare 2017): a batch draws `shared_negati
 every pair of the batch scores all of them, each weighted k / shared_negatives. The expected loss and
 gradient are those of k draws per pair, and the scores become one matrix product (B x D by D x M)
 instead of B x k dot products gathered one by one: the step that makes this fast on a CPU. Under
-`--precision bf16` (auto's choice on a CPU with AVX-512 bf16 dot products, `bf16_on_cpu`) the step's
+`--precision bf16` (auto's choice on a CPU with AVX-512 bf16 dot products, `precision_rule`) the step's
 three products with the shared negatives run in bf16, accumulated in fp32 and each result rounded to bf16
 before it is taken back to fp32, while every vector stays fp32:
 at a batch's shape (1,000 pairs x 100 x 64) 42 us against 133 us a product on one core of an AMD EPYC
@@ -53,12 +53,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scratchlm.data.contexts import ContextBatches, ValidationPairs, Words
 from scratchlm.errors import UserError
+from scratchlm.models.base import WordVectorModel
 from scratchlm.models.huffman import MAX_CODE_LENGTH, huffman_tree
+from scratchlm.speed import PrecisionRule
 
 LOSSES = ("ns", "hs")
 HS_PAIRS = 256  # the hierarchical softmax steps through a batch this many pairs at a time (see sgd_step)
@@ -123,11 +127,11 @@ class Word2VecConfig:
             raise UserError(f"loss {self.loss!r}: choose ns (negative sampling) or hs (hierarchical softmax)")
 
 
-class Word2Vec(nn.Module):
+class Word2Vec(WordVectorModel):
     """The two embedding matrices. `input` holds the word vectors; `output` the context vectors of the
     negative-sampling objective (word2vec's syn0 and syn1neg)."""
 
-    update_rule = "SGD, gradients written out"  # the run's first line: the task steps it, no optimizer
+    update_rule = "SGD, gradients written out"
 
     def __init__(self, config: Word2VecConfig):
         super().__init__()
@@ -146,7 +150,9 @@ class Word2Vec(nn.Module):
             self.register_buffer("points", torch.zeros(V, MAX_CODE_LENGTH, dtype=torch.int64))
             self.register_buffer("code_lengths", torch.zeros(V, dtype=torch.int64))
 
-    def build_tree(self, counts) -> None:
+    # -- the word-vector models' protocol (models/base.py: WordVectorModel)
+
+    def take_counts(self, counts: np.ndarray) -> None:
         """The hierarchical softmax's Huffman tree of the word counts (V,); nothing for negative sampling."""
         if self.config.loss == "hs":
             for name, values in zip(("codes", "points", "code_lengths"), huffman_tree(counts), strict=True):
@@ -176,11 +182,39 @@ class Word2Vec(nn.Module):
         positive, negative = self.scores(h, contexts, negatives)
         return self.pair_loss(positive, negative, shared=False).sum(), (positive > negative.max(1).values).sum()
 
-    @property
-    def bf16_on_cpu(self) -> tuple[str, int] | None:
-        """When `--precision auto` takes bf16 on a CPU (speed.BF16_ON_CPU): where AVX-512 has bf16 dot products,
-        for the shared negatives' products; never for the other objectives, whose steps have none."""
-        return ("avx512_bf16", 0) if self.config.loss == "ns" and self.config.shared_negatives else None
+    def training_batches(self, words: Words, batch_size: int, seed: int) -> tuple[ContextBatches, ValidationPairs]:
+        """The (centre, context) pairs of the stream with their negatives, a block at a time; a fixed sample of
+        them with k negatives each for the evaluations (scratchlm/data/contexts.py)."""
+        train, valid = ContextBatches(words, self.config, batch_size, seed), ValidationPairs(words, self.config, seed)
+        if len(valid) == 0:
+            raise UserError("no word of the text has another beside it in its sentence (one word a line?); word2vec "
+                            "learns a word from its neighbours")
+        return train, valid
+
+    def take_step(self, batch: tuple, lr: float, precision: str = "fp32") -> tuple[float, int]:
+        inputs, mask, targets, negatives = batch
+        loss = self.sgd_step(inputs, mask if mask.numel() else None, targets, negatives, lr, bf16=precision == "bf16")
+        return loss, len(targets)
+
+    def batch_loss(self, batch: tuple) -> tuple[torch.Tensor, int]:
+        inputs, mask, targets, negatives = batch
+        h = self.hidden(inputs, mask if mask.numel() else None)
+        if self.config.loss == "hs":
+            return -self.log_probability(h, targets).mean(), len(targets)
+        positive, negative = self.scores(h, targets, negatives)
+        return self.pair_loss(positive, negative, negatives.dim() == 1).mean(), len(targets)
+
+    @torch.no_grad()
+    def eval_sums(self, batch: tuple) -> tuple[torch.Tensor, torch.Tensor, int]:
+        centres, contexts, negatives = batch
+        loss, correct = self.pair_sums(centres, contexts, negatives)
+        return loss, correct, len(centres)
+
+    def precision_rule(self) -> PrecisionRule:
+        """bf16 where AVX-512 has bf16 dot products, for the shared negatives' products; never for the other
+        objectives, whose steps have none; never on a GPU, where it was not measured."""
+        shared = self.config.loss == "ns" and self.config.shared_negatives
+        return PrecisionRule("avx512_bf16" if shared else None, 0, on_gpu=False)
 
     def word_matrix(self) -> torch.Tensor:
         """The word vectors kept: the input vectors (V x D)."""

@@ -20,10 +20,9 @@ fewest methods that work:
                                   the ladder ranks by; `score` the one the best checkpoint is kept by)
 
 and, for the verbs, `run_class` (the Python API's Run for this task's runs: a subclass of `Run`, below)
-and `tokenizer_files` (what the run directory holds besides the weights). A model that learns by
-counting, not by steps (an n-gram model), is fit by `count(model, batches)`: once, on the data the
-training batches are cut from. A task whose steps are too small for autograd and an optimizer
-(word2vec) sets `own_step` and takes each step in `step(model, batch, lr, precision)`; the loop stays the trainer's.
+and `tokenizer_files` (what the run directory holds besides the weights). How a model learns (gradient
+steps, its own steps, counting) is the model's (models/base.py) and its stepper's (scratchlm/steppers.py),
+not the task's. A few hooks below serve one task each, and say which.
 
 The batches protocol, which `LMStream` and `WindowBatches` follow and every task's batches must:
 
@@ -48,6 +47,7 @@ import torch
 from torch import nn
 
 from scratchlm.checkpoint import BEST, LAST, RunDir, load_weights, weights_ok
+from scratchlm.config import TrainConfig
 from scratchlm.data.tokenize import Tokenizer, tokenizer_from_file
 from scratchlm.distributed import World
 from scratchlm.errors import UserError
@@ -57,7 +57,6 @@ from scratchlm.models.registry import ModelSpec, get_spec
 from scratchlm.releases import complete_run_config
 from scratchlm.speed import resolve_device, tune_cpu_threads
 from scratchlm.tasks import task_of_run
-from scratchlm.trainer import TrainConfig
 
 Batch = tuple[torch.Tensor, ...]
 
@@ -95,10 +94,6 @@ class Task:
     best_metrics: ClassVar[dict[str, str]] = {"loss": "min"}
     metric_titles: ClassVar[dict[str, str]] = {}  # a metric's name as a sentence writes it, where not its key
     best_by_why: ClassVar[str] = ""  # a sentence on why the task's choice, for the end-of-run summary
-    # The task updates the weights itself in `step` (word2vec's written-out gradients and sparse updates),
-    # instead of the trainer's loss -> backward -> optimizer, whose per-step cost would dwarf its tiny steps
-    own_step: ClassVar[bool] = False
-    mean_loss_over_tokens: ClassVar[bool] = False  # train_loss: the mean over the tokens (pairs) read, not the steps
 
     def data_config(self, options: dict[str, Any]) -> Any:
         raise NotImplementedError
@@ -134,26 +129,20 @@ class Task:
     # ------------------------------------------------------------ defaults most tasks keep
 
     def epoch_batches(self, batches: Batches, epoch: int, cfg: Any) -> Batches:
-        """The batches of one epoch: drawn anew from (seed, epoch) by batches that offer `for_epoch`."""
-        for_epoch = getattr(batches, "for_epoch", None)
-        return for_epoch(epoch, cfg.seed) if for_epoch else batches
+        """The batches of one epoch: drawn anew from (seed, epoch) each epoch (`for_epoch`: shuffled pairs,
+        examples or co-occurrence entries); the language model's are drawn anew only when asked."""
+        return batches.for_epoch(epoch, cfg.seed)
 
     def count(self, model: nn.Module, batches: Batches) -> int:
-        """Fit a model that learns by counting (models/base.py, `fits_by_counting`) on the data the
-        training batches are cut from, in one pass; the tokens it read. A task without a token stream
-        to count refuses such a model."""
+        """Language modelling's alone: fit a model that learns by counting (`Model.fit_counts`) on the stream
+        the training batches are cut from, in one pass; the tokens it read. Other tasks give no stream to
+        count, and refuse such a model."""
         raise UserError(f"{type(model).__name__} learns by counting a token stream, which {self.title} data "
                         "does not give")
 
-    def step(self, model: nn.Module, batch: Batch, lr: float, precision: str = "fp32") -> tuple[float, int]:
-        """One training step that updates `model` in place at rate `lr`, for a task with `own_step`: the
-        batch's summed loss and the pairs (tokens) it read. `precision` is the run's resolved one (fp32 or
-        bf16), for the step's products to honour. A loss that is not finite must leave the weights
-        untouched, so that the trainer's NaN policy holds."""
-        raise NotImplementedError
-
     def lr_scale(self, batch: Batch, cfg: Any) -> float:
-        """A factor on this batch's learning rate (random-length BPTT shortens a window's step)."""
+        """Language modelling's alone: a factor on this batch's learning rate (random-length BPTT shortens a
+        window's step)."""
         return 1.0
 
     def batch_shape(self, cfg: Any) -> str:
@@ -199,7 +188,8 @@ class Task:
         return tokenizers
 
     def built_in(self, cfg: Any) -> str | None:
-        """The name of the built-in data set `cfg` reads (a registry entry may have a recipe for it), or None."""
+        """Language modelling's alone: the name of the built-in data set `cfg` reads (human numbers; a registry
+        entry may have a recipe for it), or None."""
         return None
 
     def describe(self, cfg: Any) -> str:
@@ -211,19 +201,20 @@ class Task:
         return {name: f"{metrics[name]:.4f}" for name in self.metrics if name in metrics}
 
     def data_dims(self, data: TaskData, spec: ModelSpec) -> dict[str, Any]:
-        """The model config fields a new run's data fixes: `model_dims`, and any a task adds (a classifier
-        started from a language model takes that model as its encoder)."""
+        """The model config fields a new run's data fixes: `model_dims`, and those classification adds (a
+        classifier started from a language model takes that model as its encoder)."""
         return self.model_dims(data.tokenizers)
 
     def init_model(self, model: nn.Module, data: TaskData) -> None:
         """A new run's model before its first step: as built (a task may fill it from a trained run)."""
 
     def fold_assignment(self, cfg: Any, folds: int) -> list[int]:
-        """k-fold cross-validation (scratchlm.folds): the fold of each example, from the data's seed alone."""
+        """Classification's alone: k-fold cross-validation (scratchlm.folds), the fold of each example from the
+        data's seed alone."""
         raise UserError(f"a {self.title} run has no k-fold cross-validation")
 
     def fold_options(self, cfg: Any, fold: int, folds: int) -> dict[str, Any]:
-        """The data options of the run that holds out fold `fold` of `folds`."""
+        """Classification's alone: the data options of the run that holds out fold `fold` of `folds`."""
         raise UserError(f"a {self.title} run has no k-fold cross-validation")
 
 
@@ -286,6 +277,20 @@ class Run:
     @property
     def train_config(self) -> TrainConfig:
         return TrainConfig(**self.config["train"])
+
+    # -- what some tasks' runs can do, refused in one line by the others
+
+    def word_vectors(self) -> tuple[list[str], Any]:
+        """Its words and their vectors (a word2vec run, a word-level language model)."""
+        raise UserError(f"{self.path}: a {self.task.title} run has no word vectors (train word2vec)")
+
+    def export(self, out: str | Path, format: str = "text") -> list[str]:
+        """Its weights or vectors in another tool's format; the files written."""
+        raise UserError(f"{self.path} is a {self.task.title} run, which has nothing to export as {format}")
+
+    def debias(self, out: str | Path, pairs: Any = None, equalize: Any = None, words: Any = None) -> dict:
+        """Hard-debiased word vectors into a new run (Bolukbasi et al. 2016)."""
+        raise UserError(f"{self.path}: debias works on word2vec and imported runs; export these vectors and import them")
 
 
 def blank_texts(texts: Sequence[str], what: str) -> set[int]:

@@ -27,13 +27,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from scratchlm.checkpoint import TOKENIZER, RunDir
+from scratchlm.config import TrainConfig
+from scratchlm.data.batches import pad
 from scratchlm.data.labelled import (
     LabelledBatches,
     LabelledConfig,
     encode_texts,
     fold_assignment,
     lengths_of,
-    pad,
     read_labelled,
     split_examples,
 )
@@ -43,7 +44,6 @@ from scratchlm.errors import UserError
 from scratchlm.files import atomic_write_json
 from scratchlm.models.registry import ModelSpec, get_spec
 from scratchlm.tasks.base import Batch, Run, Task, blank_texts, load_best_weights, read_run_config
-from scratchlm.trainer import TrainConfig
 
 LABELS = "labels.json"
 LABELS_FORMAT = "scratchlm-labels/1"
@@ -109,10 +109,7 @@ class Vectors:
     """Word vectors from a run that has them (`word_vectors()`: a word2vec run, a word-level language model)."""
 
     def __init__(self, path: str):
-        run = Run.load(path, device="cpu")
-        if not hasattr(run, "word_vectors"):
-            raise UserError(f"--embeddings {path}: a {run.task.title} run has no word vectors (train word2vec)")
-        words, matrix = run.word_vectors()
+        words, matrix = Run.load(path, device="cpu").word_vectors()
         self.path, self.matrix = path, np.asarray(matrix, dtype=np.float32)
         self.row = {w: i for i, w in enumerate(words)}
 
@@ -360,20 +357,15 @@ class Classification(Task):
         return "a 10,000-word vocabulary and two labels", {"vocab_size": 10_000, "n_classes": 2}
 
     def batches(self, data: ClassificationData, cfg: TrainConfig, model: nn.Module, world: World):
-        if world.size > 1 and getattr(model.config, "unfreeze", 0) > 0:  # DDP wraps the parameters that train at the start
-            raise UserError("gradual unfreezing changes which weights train during the run, which several processes "
-                            "cannot follow yet; add --set unfreeze=0 under torchrun")
         labels = data.labelled.labels
-        train = LabelledBatches(data.train_ids, labels[data.train_index], cfg.batch_size)
-        valid = LabelledBatches(data.valid_ids, labels[data.valid_index], min(cfg.batch_size, len(data.valid_ids)),
+        train = LabelledBatches(data.train_ids, labels[data.train_index], batch_size=cfg.batch_size)
+        valid = LabelledBatches(data.valid_ids, labels[data.valid_index], batch_size=min(cfg.batch_size, len(data.valid_ids)),
                                 drop_last=False)
         return train.shard(world.rank, world.size), valid.shard(world.rank, world.size, even=False)
 
     def loss(self, net: nn.Module, model: nn.Module, batch: Batch, carry: Any,
              progress: float = 0.0) -> tuple[torch.Tensor, Any, int]:
         ids, lengths, labels = batch
-        if unfreeze := getattr(model, "unfreeze_to", None):  # ULMFiT's gradual unfreezing follows the run
-            unfreeze(progress)
         _, loss = net(ids, lengths, labels)
         return loss, None, int(lengths.sum())
 

@@ -1,24 +1,15 @@
-"""Word embeddings: word2vec's vectors, learnt from a text by predicting each word's neighbours.
+"""Word embeddings: word2vec's vectors, learnt from a text by predicting each word's neighbours, and GloVe's.
 
 The data is the language model's word stream (`data/read.py`, the word tokenizer with `--min-count`
-as its minimum frequency, ids in the token cache's memmap); a newline or a document start ends a
-sentence, which no window crosses, and the rare words (`<unk>`) are left out before the windows are
-laid, as the word2vec tool drops them. The batches are made from the memmap in blocks, with numpy:
-
-    stream      ... the cat sat on the mat \\n a dog ...      (a block: 64 batches of batch_size words)
-    subsample   ... cat sat on mat \\n dog ...                 word w kept with p = (sqrt(f/t) + 1) t/f
-    windows     each kept word draws its reach b in 1..window (word2vec's dynamic window, which weights
-                near words more) and pairs with the kept words within b of it in its sentence
-    negatives   drawn from the counts^(3/4), once per batch (shared) or k per pair
-
-Batch k holds the pairs whose centre lies in words [k * batch_size, (k + 1) * batch_size) of the
-stream; its block is drawn from (seed, epoch, block) alone, so a resumed run rebuilds it exactly and
-memory stays flat whatever the corpus size. The trainer runs the loop; the task's `step` takes the SGD
-step itself (`Word2Vec.sgd_step`: the gradients written out, applied with index_add_), at the rate of
-the `linear` schedule, which falls to zero as word2vec's does. The training loss is the mean over
-every pair of the epoch. Validation: the negative-sampling loss and pair accuracy (the true context
-scored above all k negatives) on a fixed sample of 20,000 pairs of the text itself, with k negatives
-each: word2vec has no held-out text, this is a check that the objective falls.
+as its minimum frequency, ids in the token cache's memmap), with each word's count and the ids that end
+a sentence (`Words`). The models of this task make their own batches from it (models/base.py,
+`WordVectorModel`): word2vec the (centre, context) pairs with their negatives, laid with numpy a block at
+a time (scratchlm/data/contexts.py); GloVe the non-zero co-occurrence counts. The trainer runs the loop;
+the model takes each step itself (`Word2Vec.sgd_step`: the gradients written out, applied with
+index_add_; GloVe's AdaGrad), at the rate of the schedule (`linear` for word2vec, which falls to zero as
+word2vec's does). The training loss is the mean over every pair of the epoch. Validation: word2vec's
+loss and pair accuracy (the true context scored above all k negatives) on a fixed sample of 20,000 pairs
+of the text itself: word2vec has no held-out text, this is a check that the objective falls.
 
 The verbs (similar, analogy, map, export, debias, eval on analogy and similarity files) are those of
 every run with word vectors (scratchlm/vectors.py); `import_vectors` makes a run of a word2vec file.
@@ -26,7 +17,6 @@ every run with word vectors (scratchlm/vectors.py); `import_vectors` makes a run
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,20 +26,21 @@ import torch
 from torch import nn
 
 from scratchlm.checkpoint import BEST, TOKENIZER, RunDir, save_weights
+from scratchlm.config import TrainConfig
 from scratchlm.data.cache import tokenize_corpus
 from scratchlm.data.clean import warn_repaired
+from scratchlm.data.contexts import Words
 from scratchlm.data.human_numbers import NAME as HUMAN_NUMBERS
 from scratchlm.data.pipeline import OneCorpus
 from scratchlm.data.read import Corpus, open_corpus
-from scratchlm.data.tokenize import DOC, PAD, SPECIALS, Tokenizer, TokenizerSpec, WordTokenizer
+from scratchlm.data.tokenize import DOC, SPECIALS, Tokenizer, TokenizerSpec, WordTokenizer
 from scratchlm.distributed import World
 from scratchlm.errors import UserError
 from scratchlm.files import atomic_write_json
-from scratchlm.models.base import parameter_count
+from scratchlm.models.base import WordVectorModel, parameter_count
 from scratchlm.models.registry import get_spec
 from scratchlm.models.word2vec import Word2Vec
 from scratchlm.tasks.base import Batch, Run, Task
-from scratchlm.trainer import TrainConfig
 from scratchlm.vectors import (
     DEFINITIONAL_PAIRS,
     EQUALIZE_PAIRS,
@@ -59,10 +50,6 @@ from scratchlm.vectors import (
 )
 
 DATA_OPTIONS = ("data", "encoding", "min_count", "vocab_size", "phrases", "phrase_threshold", "repair")
-BLOCK = 64  # batches made together: one numpy pass lays the windows of 64 x batch_size words
-VALID_PAIRS = 20_000  # the fixed sample of pairs each evaluation scores
-VALID_BLOCKS = 8  # ... taken from this many blocks spread over the stream
-NEGATIVE_POWER = 0.75  # the unigram distribution raised to 3/4 (Mikolov et al. 2013b, 2.2)
 COUNT_CHUNK = 1 << 20  # ids counted at a time: bincount copies its chunk as int64, 8 MB at this size
 
 
@@ -114,6 +101,11 @@ class EmbeddingData(OneCorpus):
         return {**self.corpus_summary(), "tokens": len(self.ids), "words": int(self.counts.sum()),
                 "vocabulary": int((self.counts > 0).sum()), "lines_repaired": self.repaired_lines}
 
+    @property
+    def words(self) -> Words:
+        """What the word-vector models learn from."""
+        return Words(self.ids, self.counts, self.boundary)
+
 
 def load_embedding_data(cfg: CorpusConfig, cache_dir: Path | None, tokenizer: Tokenizer | None = None) -> EmbeddingData:
     if cfg.imported is not None:
@@ -139,146 +131,6 @@ def sentence_ends(tokenizer: Tokenizer) -> np.ndarray:
     if WordTokenizer.NEWLINE in tokenizer.stoi:
         boundary[tokenizer.stoi[WordTokenizer.NEWLINE]] = 1
     return boundary
-
-
-def keep_probability(counts: np.ndarray, sample: float) -> np.ndarray:
-    """The chance each word survives subsampling: (sqrt(f / t) + 1) t / f for frequency f (the word2vec
-    tool's form of Mikolov et al. 2013b, eq. 5, which keeps a word of frequency t with probability 1 + ...
-    capped at 1); 0 for what is not a word, 1 for every word when `sample` is 0."""
-    keep = np.zeros(len(counts))
-    words = counts > 0
-    if sample == 0:
-        keep[words] = 1.0
-        return keep
-    threshold = sample * counts.sum()
-    c = counts[words].astype(np.float64)
-    keep[words] = np.minimum((np.sqrt(c / threshold) + 1) * threshold / c, 1.0)
-    return keep
-
-
-def negative_cdf(counts: np.ndarray) -> np.ndarray:
-    """The cumulative distribution of counts^(3/4): a uniform draw u is the word searchsorted(cdf, u)."""
-    weights = counts.astype(np.float64) ** NEGATIVE_POWER
-    return np.cumsum(weights / weights.sum())
-
-
-def draw_negatives(cdf: np.ndarray, rng: np.random.Generator, shape) -> np.ndarray:
-    return np.minimum(np.searchsorted(cdf, rng.random(shape), side="right"), len(cdf) - 1)
-
-
-def lay_windows(words: np.ndarray, keep: np.ndarray, boundary: np.ndarray, window: int,
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Subsample a piece of the stream and lay each kept word's dynamic window over it.
-
-    Returns (at, kept, neighbour, valid): the positions of the kept words in the piece, their ids, and
-    (kept x 2 window) the index into `kept` of each neighbour at offsets -window..-1, 1..window, with
-    `valid` marking those within the word's reach b (drawn in 1..window) and in its sentence.
-    """
-    sentence = np.cumsum(boundary[words])
-    at = np.flatnonzero(rng.random(len(words)) < keep[words])
-    kept, sentence = words[at].astype(np.int64), sentence[at]
-    n = len(kept)
-    reach = rng.integers(1, window + 1, n)
-    offsets = np.concatenate([np.arange(-window, 0), np.arange(1, window + 1)])
-    neighbour = np.arange(n)[:, None] + offsets  # (n, 2 window)
-    valid = (np.abs(offsets) <= reach[:, None]) & (neighbour >= 0) & (neighbour < n)
-    neighbour = np.where(valid, neighbour, 0)
-    valid &= sentence[neighbour] == sentence[:, None]
-    return at, kept, neighbour, valid
-
-
-class ContextBatches:
-    """One epoch's batches, made a block at a time from the stream (see the module docstring).
-
-    A batch is (inputs, mask, targets, negatives): skip-gram's centres, an empty mask and the context
-    words; CBOW's context words (B x 2 window, padded, `mask` marking the real ones) and the centres.
-    `negatives` is (M,) shared by the batch's pairs, or (B, k).
-    """
-
-    def __init__(self, data: EmbeddingData, config: Any, batch_size: int, seed: int, epoch: int = 0):
-        self.ids, self.boundary, self.config, self.batch_size = data.ids, data.boundary, config, batch_size
-        self.seed, self.epoch = seed, epoch
-        self.keep = keep_probability(data.counts, config.sample)
-        self.cdf = negative_cdf(data.counts)
-        self.cached: tuple[int, list[Batch]] | None = None
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.ids) / self.batch_size)
-
-    def for_epoch(self, epoch: int, seed: int) -> ContextBatches:
-        batches = ContextBatches.__new__(ContextBatches)
-        batches.__dict__.update(self.__dict__, epoch=epoch, seed=seed, cached=None)
-        return batches
-
-    def batch(self, k: int) -> Batch:
-        block = k // BLOCK
-        if self.cached is None or self.cached[0] != block:
-            self.cached = (block, self.make_block(block))
-        return self.cached[1][k % BLOCK]
-
-    def batches(self, start: int = 0):
-        for k in range(start, len(self)):
-            yield self.batch(k)
-
-    def make_block(self, block: int) -> list[Batch]:
-        cfg, size = self.config, self.batch_size
-        first = block * BLOCK * size
-        words = np.asarray(self.ids[first:first + BLOCK * size])
-        rng = np.random.default_rng([self.seed, self.epoch, block])
-        at, kept, neighbour, valid = lay_windows(words, self.keep, self.boundary, cfg.window, rng)
-        n_batches = min(BLOCK, len(self) - block * BLOCK)
-        if cfg.cbow:
-            rows = np.flatnonzero(valid.any(1))
-            inputs = np.where(valid[rows], kept[neighbour[rows]], PAD)
-            mask, targets = valid[rows].astype(np.float32), kept[rows]
-        else:
-            rows, column = np.nonzero(valid)  # row-major: the pairs come centre by centre, in text order
-            inputs, targets = kept[rows], kept[neighbour[rows, column]]
-            mask = None
-        ends = np.searchsorted(at[rows] // size, np.arange(1, n_batches + 1))  # pairs up to each batch's end
-        starts = np.concatenate([[0], ends[:-1]])
-        if cfg.shared_negatives:
-            negatives = draw_negatives(self.cdf, rng, (n_batches, cfg.shared_negatives))
-        else:
-            negatives = draw_negatives(self.cdf, rng, (len(rows), cfg.negative))
-        empty = torch.empty(0)
-        out = []
-        for b, (s, e) in enumerate(zip(starts, ends, strict=True)):
-            out.append((torch.from_numpy(inputs[s:e]), empty if mask is None else torch.from_numpy(mask[s:e]),
-                        torch.from_numpy(targets[s:e]),
-                        torch.from_numpy(negatives[b] if cfg.shared_negatives else negatives[s:e])))
-        return out
-
-
-class ValidationPairs:
-    """A fixed sample of (centre, context) pairs with k negatives each, the same at every evaluation."""
-
-    def __init__(self, data: EmbeddingData, config: Any, seed: int, batch_size: int = 4096):
-        ids, boundary = data.ids, data.boundary
-        keep, cdf = keep_probability(data.counts, config.sample), negative_cdf(data.counts)
-        span = BLOCK * 512
-        starts = np.linspace(0, max(len(ids) - span, 0), VALID_BLOCKS).astype(np.int64)
-        centres, contexts = [], []
-        for i, start in enumerate(dict.fromkeys(starts.tolist())):
-            rng = np.random.default_rng([seed, 7919, i])
-            _, kept, neighbour, valid = lay_windows(np.asarray(ids[start:start + span]), keep, boundary, config.window, rng)
-            rows, column = np.nonzero(valid)
-            pick = rng.permutation(len(rows))[:VALID_PAIRS // VALID_BLOCKS]
-            centres.append(kept[rows[pick]])
-            contexts.append(kept[neighbour[rows[pick], column[pick]]])
-        centre, context = np.concatenate(centres), np.concatenate(contexts)
-        negatives = draw_negatives(cdf, np.random.default_rng([seed, 7919, VALID_BLOCKS]), (len(centre), config.negative))
-        self.items = [tuple(torch.from_numpy(a[s:s + batch_size]) for a in (centre, context, negatives))
-                      for s in range(0, len(centre), batch_size)]
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def batch(self, k: int) -> Batch:
-        return self.items[k]
-
-    def batches(self, start: int = 0):
-        yield from self.items[start:]
 
 
 # ---------------------------------------------------------------- the run
@@ -459,47 +311,26 @@ class Embeddings(Task):
     def example_dims(self) -> tuple[str, dict[str, int]]:
         return "a 30,000-word vocabulary", {"vocab_size": 30_000 + len(SPECIALS) + 1}
 
-    def init_model(self, model: nn.Module, data: EmbeddingData) -> None:
-        if hasattr(model, "build_tree"):  # the hierarchical softmax's Huffman tree, from the counts
-            model.build_tree(data.counts)
+    def init_model(self, model: WordVectorModel, data: EmbeddingData) -> None:
+        model.take_counts(data.counts)
 
-    def batches(self, data: EmbeddingData, cfg: TrainConfig, model: nn.Module, world: World):
-        if world.size > 1:
-            raise UserError("word2vec trains in one process (its steps are too small to split); run it without torchrun")
-        if hasattr(model, "training_batches"):  # a model that learns from the counts, not the pairs (GloVe)
-            return model.training_batches(data.ids, data.counts, data.boundary, cfg.batch_size, cfg.seed)
-        train, valid = ContextBatches(data, model.config, cfg.batch_size, cfg.seed), ValidationPairs(data, model.config, cfg.seed)
-        if len(valid) == 0:
-            raise UserError("no word of the text has another beside it in its sentence (one word a line?); word2vec "
-                            "learns a word from its neighbours")
-        return train, valid
+    def batches(self, data: EmbeddingData, cfg: TrainConfig, model: WordVectorModel, world: World):
+        """The model's own: word2vec's pairs of the stream, GloVe's co-occurrence counts."""
+        return model.training_batches(data.words, cfg.batch_size, cfg.seed)
 
-    def loss(self, net: nn.Module, model: nn.Module, batch: Batch, carry: Any,
+    def loss(self, net: nn.Module, model: WordVectorModel, batch: Batch, carry: Any,
              progress: float = 0.0) -> tuple[torch.Tensor, Any, int]:
-        if hasattr(model, "batch_loss"):
-            loss, entries = model.batch_loss(batch)
-            return loss, None, entries
-        inputs, mask, targets, negatives = batch
-        h = model.hidden(inputs, mask if mask.numel() else None)
-        if model.config.loss == "hs":
-            return -model.log_probability(h, targets).mean(), None, len(targets)
-        positive, negative = model.scores(h, targets, negatives)
-        return model.pair_loss(positive, negative, negatives.dim() == 1).mean(), None, len(targets)
+        loss, size = model.batch_loss(batch)
+        return loss, None, size
 
-    def step(self, model: nn.Module, batch: Batch, lr: float, precision: str = "fp32") -> tuple[float, int]:
-        if hasattr(model, "take_step"):  # GloVe: its step has no matrix product for bf16 to speed up
-            return model.take_step(batch, lr)
-        inputs, mask, targets, negatives = batch
-        loss = model.sgd_step(inputs, mask if mask.numel() else None, targets, negatives, lr, bf16=precision == "bf16")
-        return loss, len(targets)
+    def step(self, model: WordVectorModel, batch: Batch, lr: float, precision: str = "fp32") -> tuple[float, int]:
+        return model.take_step(batch, lr, precision)
 
-    def eval_sums(self, model: nn.Module, batch: Batch, carry: Any) -> tuple[torch.Tensor, Any]:
-        if hasattr(model, "eval_sums"):  # GloVe: J, and the counts predicted within a factor of 2, as "accuracy"
-            loss, correct, n = model.eval_sums(batch)
-            return torch.stack([loss.double(), correct.double(), torch.tensor(float(n), dtype=torch.float64)]), None
-        centres, contexts, negatives = batch
-        loss, correct = model.pair_sums(centres, contexts, negatives)
-        return torch.stack([loss.double(), correct.double(), torch.tensor(float(len(centres)), dtype=torch.float64)]), None
+    def eval_sums(self, model: WordVectorModel, batch: Batch, carry: Any) -> tuple[torch.Tensor, Any]:
+        """Summed loss, right predictions (word2vec: the true context above all k negatives; GloVe: a count
+        predicted within a factor of 2), and how many."""
+        loss, correct, n = model.eval_sums(batch)
+        return torch.stack([loss.double(), correct.double(), torch.tensor(float(n), dtype=torch.float64)]), None
 
     def finish(self, sums: dict[str, float]) -> dict[str, float]:
         pairs = max(sums["pairs"], 1)

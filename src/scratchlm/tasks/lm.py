@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from scratchlm.checkpoint import TOKENIZER
+from scratchlm.config import TrainConfig
 from scratchlm.data.batches import lm_batches
 from scratchlm.data.cache import tokenize_corpus
 from scratchlm.data.clean import warn_repaired
@@ -31,7 +32,7 @@ from scratchlm.distributed import World
 from scratchlm.errors import UserError
 from scratchlm.generate import find_stop, generate_ids, stop_prefix_length, token_logprobs
 from scratchlm.tasks.base import Batch, Run, Task, blank_texts
-from scratchlm.trainer import TrainConfig, evaluate
+from scratchlm.trainer import evaluate
 from scratchlm.vectors import WordVectorVerbs
 
 # The API's data options (`scratchlm.train(data=..., tokenizer=...)`, the CLI's --data, --tokenizer, ...)
@@ -62,12 +63,11 @@ class LMRun(WordVectorVerbs, Run):
         if self.tokenizer.kind != "word":
             raise UserError(f"{self.path} reads {self.tokenizer.kind} tokens; word vectors need a word-level run "
                             "(--tokenizer word)")
-        embedding = next((m for m in self.model.modules() if isinstance(m, nn.Embedding)
-                          and m.num_embeddings == self.tokenizer.vocab_size), None)
-        if embedding is None:
+        matrix = self.model.word_matrix()
+        if matrix is None:
             raise UserError(f"{self.path}: {self.spec.name} has no input embedding to read word vectors from")
         rows = [i for i, t in enumerate(self.tokenizer.itos) if i >= DOC + 1 and t != "\n"]
-        return [self.tokenizer.itos[i] for i in rows], embedding.weight.detach().cpu().numpy()[rows]
+        return [self.tokenizer.itos[i] for i in rows], matrix.detach().cpu().numpy()[rows]
 
     def export(self, out: str | Path, format: str = "text") -> list[str]:
         """`hf`: the model as a Hugging Face folder (config.json, model.safetensors; for a BPE run also
@@ -76,10 +76,6 @@ class LMRun(WordVectorVerbs, Run):
         positions). Else the word vectors' formats."""
         if format != "hf":
             return super().export(out, format)
-        to_hf = getattr(self.model, "to_hf", None)
-        if to_hf is None:
-            raise UserError(f"{self.path}: {self.spec.name} has no Hugging Face counterpart; "
-                            "--format hf exports gpt runs (as GPT-2, or GPT-NeoX with rotary positions)")
         from safetensors.torch import save_file
 
         from scratchlm.files import atomic_write, atomic_write_json, replacing
@@ -87,7 +83,11 @@ class LMRun(WordVectorVerbs, Run):
         folder = Path(out)
         if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
             raise UserError(f"{folder} exists and is not an empty folder; choose another --out")
-        config, weights = to_hf()  # before the folder is made: a model it cannot write leaves nothing behind
+        exported = self.model.to_hf()  # before the folder is made: a model it cannot write leaves nothing behind
+        if exported is None:
+            raise UserError(f"{self.path}: {self.spec.name} has no Hugging Face counterpart; "
+                            "--format hf exports gpt runs (as GPT-2, or GPT-NeoX with rotary positions)")
+        config, weights = exported
         folder.mkdir(parents=True, exist_ok=True)
         with replacing(folder / "model.safetensors") as tmp:
             save_file(weights, str(tmp), metadata={"format": "pt"})

@@ -21,13 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scratchlm.config import TrainConfig
+from scratchlm.data.batches import pad
 from scratchlm.data.pairs import (
     PairBatches,
     Pairs,
     PairsConfig,
     encode_lines,
     held_out_sources,
-    pad,
     read_pairs,
     train_tokenizers,
 )
@@ -37,7 +38,6 @@ from scratchlm.decode import beam_search, greedy
 from scratchlm.distributed import World
 from scratchlm.errors import UserError
 from scratchlm.tasks.base import Batch, Run, Task, blank_texts
-from scratchlm.trainer import TrainConfig
 
 SOURCE, TARGET = "tokenizer-source.json", "tokenizer-target.json"
 DATA_OPTIONS = ("data", "src", "tgt", "columns", "reverse", "encoding", "tokenizer", "vocab_size", "min_freq",
@@ -313,8 +313,8 @@ class Translation(Task):
         return "a joint 8,000-token BPE vocabulary", {"src_vocab_size": 8000, "tgt_vocab_size": 8000, "joint_vocab": True}
 
     def batches(self, data: TranslationData, cfg: TrainConfig, model: nn.Module, world: World):
-        train = PairBatches(tuple(data.train_src), tuple(data.train_tgt), cfg.batch_size)
-        valid = PairBatches(tuple(data.valid_src), tuple(data.valid_tgt), min(cfg.batch_size, len(data.valid_src)),
+        train = PairBatches(tuple(data.train_src), tuple(data.train_tgt), batch_size=cfg.batch_size)
+        valid = PairBatches(tuple(data.valid_src), tuple(data.valid_tgt), batch_size=min(cfg.batch_size, len(data.valid_src)),
                             drop_last=False, references=tuple(tuple(data.held[s]) for s in data.valid_sources),
                             decode=data.target.decode)
         return train.shard(world.rank, world.size), valid.shard(world.rank, world.size, even=False)
@@ -322,7 +322,7 @@ class Translation(Task):
     def loss(self, net: nn.Module, model: nn.Module, batch: Batch, carry: Any,
              progress: float = 0.0) -> tuple[torch.Tensor, Any, int]:
         src, lengths, tgt_in, targets, weight = batch
-        _, loss, _ = net(src, lengths, tgt_in, targets, sampling=sampling_rate(model, progress))
+        _, loss, _ = net(src, lengths, tgt_in, targets)  # scheduled sampling follows the run (Model.follow_progress)
         return loss * weight, None, int((targets != PAD).sum())
 
     def eval_sums(self, model: nn.Module, batch: Batch, carry: Any) -> tuple[torch.Tensor, Any]:
@@ -362,12 +362,6 @@ class Translation(Task):
 
     def describe(self, cfg: PairsConfig) -> str:
         return cfg.path or f"{cfg.src} / {cfg.tgt}"
-
-
-def sampling_rate(model: nn.Module, progress: float) -> float:
-    """Scheduled sampling (Bengio et al. 2015): the chance of feeding the model its own last prediction
-    instead of the true token, rising linearly from 0 to the config's `sampling` over the run."""
-    return getattr(model.config, "sampling", 0.0) * min(max(progress, 0.0), 1.0)
 
 
 def parse_columns(text: str | Sequence[int]) -> tuple[int, int]:
