@@ -184,3 +184,25 @@ def test_text_that_begins_like_a_signature_is_still_text(tmp_path: Path, text: s
     path = tmp_path / "a.txt"
     path.write_text(text * 5, encoding="utf-8")
     assert detect_encoding(path) == "utf-8"
+
+
+def test_the_training_options_are_the_train_configs_fields():
+    """Written once: each of TrainConfig's fields is an option of train, lr-find and ladder, its comment the help."""
+    from scratchlm.cli import build_parser, subparsers
+    from scratchlm.config import TrainConfig, option_fields
+
+    for verb in ("train", "lr-find", "ladder"):
+        actions = {a.dest: a for a in subparsers(build_parser("lm"))[verb]._actions}
+        for f, _, meaning in option_fields(TrainConfig):
+            assert meaning and actions[f.name].help.startswith(meaning), (verb, f.name)
+
+
+def test_an_option_two_tasks_name_alike_means_one_thing_for_each():
+    from scratchlm.cli import build_parser, subparsers
+
+    def help_of(task: str) -> str:
+        return next(a.help for a in subparsers(build_parser(task))["train"]._actions if a.dest == "max_length")
+
+    assert help_of("translation").startswith("leave out training pairs")
+    assert help_of("classification").startswith("keep a text's first N tokens")
+    assert not any(a.dest == "max_length" for a in subparsers(build_parser("lm"))["train"]._actions)

@@ -217,7 +217,7 @@ def bad_inputs(folder: Path, toy_run: Path, lm_run: Path) -> list[tuple[str, lis
         ("zip-as-pairs", train + ["--data", write("z.tsv", "PK\x03\x04junk", "latin-1")], "a zip archive"),
         ("lm-option", train + ["--data", ok, "--valid-data", ok], "--valid-data: not an option of translation data"),
         ("pair-option-to-lm", ["train", "--model", "rnn", "--src", ok, "--tgt", ok, "--out", str(folder / "n2")],
-         "src, tgt: not an option of language-model data"),
+         "--src, --tgt: not an option of language-model data"),
         ("too-few-pairs", train + ["--data", write("tiny.tsv", "a\tb\n")], "1 usable sentence pair(s)"),
         ("beam-0", ["translate", str(toy_run), "one", "--beam", "0"], "--beam 0 must be between 1"),
         ("n-best-over-beam", ["translate", str(toy_run), "one", "--beam", "2", "--n-best", "3"], "--n-best 3"),
@@ -234,7 +234,7 @@ def bad_inputs(folder: Path, toy_run: Path, lm_run: Path) -> list[tuple[str, lis
         ("resume-with-data", ["train", "--resume", "--out", str(toy_run), "--columns", "1,0"],
          "the run's columns is (0, 1), not (1, 0)"),
         ("best-by-unknown", train + ["--data", ok, "--best-by", "accuracy"],
-         "--best-by accuracy: a translation run keeps its best checkpoint by bleu or loss"),
+         "--best-by accuracy: the best checkpoint of this task's runs follows bleu or loss"),
     ]
 
 

@@ -94,7 +94,7 @@ class Plan:
         self.spec, self.task, self.data, self.train, self.settings = spec, get_task(spec.task), data, train, settings
         self.tokenizers = tokenizers  # a resumed run's own; None: trained from the data
         self.saved = saved  # a resumed run's config.json, completed (scratchlm.releases); None: a new run
-        self.task.best_metric(train.best_by)  # an unknown --best-by is refused before anything is read
+        self.task.best.metric(train.best_by)  # an unknown --best-by is refused before anything is read
 
     def model_config(self, dims: dict[str, Any]) -> Any:
         """A new run's model config (the registry's recipe, the user's settings, the data's dims), or a resumed

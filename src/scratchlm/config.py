@@ -5,8 +5,11 @@ and help of `scratchlm train` (scratchlm/cli/__init__.py builds them from here).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Literal
+import inspect
+import re
+import typing
+from dataclasses import Field, dataclass, field, fields
+from typing import Any, Literal
 
 from scratchlm.errors import UserError
 
@@ -33,7 +36,7 @@ class TrainConfig:
     shuffle: bool = False  # windows in a new random order each epoch, from a random offset; windowed models only
     grad_clip: float | None = None  # clip the gradient norm to this; None: no clipping
     patience: int | None = None  # stop after this many evaluations without a better score (see best_by)
-    best_by: str | None = None  # the metric the best checkpoint and patience follow; None: the task's (Task.best_metrics)
+    best_by: str | None = None  # the metric the best checkpoint and patience follow; None: the task's (Task.best)
     eval_every: int | None = None  # steps between evaluations; None: each epoch, or each tenth of a --time budget
     seed: int = 0  # the whole run (init, dropout, sampling in evaluation) follows from it
     device: str = "auto"  # auto, cpu or cuda
@@ -73,3 +76,27 @@ class TrainConfig:
     @classmethod
     def field_names(cls) -> set[str]:
         return {f.name for f in fields(cls)}
+
+
+def option_fields(cls: type) -> list[tuple[Field, Any, str]]:
+    """(field, its type, what it means) for each field of a config dataclass: the meaning is the comment beside
+    the field in its source, so an option's help cannot drift from the field it sets."""
+    comments = field_comments(inspect.getsource(cls))
+    hints = typing.get_type_hints(cls)
+    return [(f, hints[f.name], comments.get(f.name, "")) for f in fields(cls)]
+
+
+def field_comments(source: str) -> dict[str, str]:
+    """{field: comment} from a dataclass' source. A comment goes on over the next lines whose text is indented
+    past their `#` (aligned under the comment above); a plain `# ...` line starts a new remark."""
+    comments: dict[str, str] = {}
+    name = None
+    for line in source.splitlines():
+        if match := re.match(r"^\s+(\w+):[^#\n]*#\s*(.+)$", line):
+            name = match[1]
+            comments[name] = match[2].strip()
+        elif name and (more := re.match(r"^\s+#\s{2,}(.+)$", line)):
+            comments[name] += " " + more[1].strip()
+        else:
+            name = None
+    return comments

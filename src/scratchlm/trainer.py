@@ -423,7 +423,7 @@ class Trainer:
                "lr": self.stepper.param_groups[0]["lr"] if self.stepper.param_groups else 0.0, "tokens": s.tokens,
                "seconds": round(s.elapsed, 3), "tokens_per_second": round(s.tokens / max(s.elapsed, 1e-9), 1)}
         s.history = s.history + [row]
-        score = self.task.score(metrics, self.cfg.best_by)
+        score = self.task.best.score(metrics, self.cfg.best_by)
         is_best = score < s.best_score
         if is_best:
             s.best_score, s.best_step, s.evals_since_best = score, s.step, 0

@@ -11,9 +11,10 @@ import pytest
 import torch
 
 import scratchlm
+from scratchlm.config import field_comments
 from scratchlm.errors import UserError
 from scratchlm.models.base import detach_state, lm_loss
-from scratchlm.models.registry import REGISTRY, field_comments, get_spec, parse_settings, settings_of
+from scratchlm.models.registry import REGISTRY, get_spec, parse_settings, settings_of
 
 VOCAB = 35
 LANGUAGE_MODELS = [name for name, spec in REGISTRY.items() if spec.task == "lm"]  # the translators: test_seq2seq.py

@@ -12,13 +12,16 @@ imported only by the verbs that need it, so `--help` and a mistyped command answ
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
+import typing
 import warnings
 from collections.abc import Callable, Sequence
 from functools import cache
 from importlib import import_module
+from pathlib import Path
 from typing import Any
 
 from scratchlm.errors import Interrupted, LostProcess, UserError, closest
@@ -81,7 +84,9 @@ def duration(text: str) -> float:
     return sign * (hours * 3600 + minutes * 60 + seconds)
 
 
-def add_data_options(p: argparse.ArgumentParser) -> None:
+def add_data_options(p: argparse.ArgumentParser, task: str | None) -> None:
+    """The data options every task reads, then the task's own (every task's, in turn, when `task` is None: the
+    first pass over the arguments, and --help). The dests of the options are recorded in `data_dests`."""
     g = p.add_argument_group("data")
     g.add_argument("--data", help="human-numbers (built in), a text file, or a folder of text files")
     g.add_argument("--encoding", help="the files' encoding (default: UTF-8, detected when that fails)")
@@ -97,18 +102,36 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--strict", action="store_true", default=None,
                    help="refuse sentence pairs or labelled examples with an unusable line (a control character, an "
                         "empty side, a missing column) instead of leaving the line out with a warning")
-    for name in TASK_NAMES:
-        task_commands(name).add_data_options(p)
+    groups = [g] + [task_group(p, name, "data") for name in ([task] if task else TASK_NAMES)]
+    p.set_defaults(data_dests=dests(groups))
+
+
+def task_group(p: argparse.ArgumentParser, name: str, kind: str) -> argparse._ArgumentGroup:
+    """Task `name`'s group of `kind` (data or eval) options."""
+    return getattr(task_commands(name), f"add_{kind}_options")(p)
+
+
+def add_shared_name(g: argparse._ArgumentGroup, flag: str, **options: Any) -> None:
+    """An option that another task's group names alike (--max-length). A parser of one task's options has it once;
+    the parser of every task's (the first pass, --help) keeps the first, and this group says what it means here."""
+    try:
+        g.add_argument(flag, **options)
+    except argparse.ArgumentError:
+        g.description = f"{g.description + '. ' if g.description else ''}{flag}: {options['help']}"
+
+
+def dests(groups: list[argparse._ArgumentGroup]) -> tuple[str, ...]:
+    return tuple(action.dest for g in groups for action in g._group_actions)
+
+
+def given(args: argparse.Namespace, names: Sequence[str]) -> dict:
+    """The options of `names` the user gave (an empty repeatable option counts as not given)."""
+    return {name: value for name in names if (value := getattr(args, name, None)) is not None and value != []}
 
 
 def data_options(args: argparse.Namespace) -> dict:
-    """The data options the user gave (every task's); the model's task takes its own and refuses the rest."""
-    given = {"data": args.data, "encoding": args.encoding, "tokenizer": args.tokenizer,
-             "vocab_size": args.vocab_size, "min_freq": args.min_freq, "valid_fraction": args.valid_fraction,
-             "repair": args.repair, "strict": args.strict}
-    for name in TASK_NAMES:
-        given.update(task_commands(name).data_options(args))
-    return {k: v for k, v in given.items() if v is not None}
+    """The data options the user gave: the shared ones and the model's task's."""
+    return given(args, args.data_dests)
 
 
 def input_texts(texts: list[str], file: str | None, encoding: str | None, what: str) -> list[str]:
@@ -134,45 +157,33 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_train_options(p: argparse.ArgumentParser) -> None:
-    """The training options; where a model's recipe sets one, its default is the model's, which
+    """The training options: TrainConfig's fields (scratchlm/config.py), each with the comment beside it as its
+    help and its default named. Where a model's recipe sets one, its default is the model's, which
     `scratchlm models NAME` lists and the run's first line shows."""
+    from scratchlm.config import TrainConfig, option_fields
+
     g = p.add_argument_group("training", f"Unset options take {RECIPE}, else the default named below.")
-    g.add_argument("--epochs", type=int, help="passes over the training data")
-    g.add_argument("--time", type=duration, help="training time budget: 90s, 5m, 1h (evaluations not counted)")
-    g.add_argument("--lr", type=float, help="peak learning rate")
-    g.add_argument("--schedule", help="onecycle (else), cosine, invsqrt (inverse square root), linear or constant")
-    g.add_argument("--warmup", type=float, help="share of the run rising to the peak rate (else 0.25)")
-    g.add_argument("--cooldown", type=float, help="share of the run at its end falling linearly to rate 0 (else 0)")
-    g.add_argument("--weight-decay", type=float, help="decoupled weight decay on matrices (else 0.01)")
-    g.add_argument("--optimizer", help="adamw (else) or muon: Muon for the hidden matrices, AdamW for the rest")
-    g.add_argument("--batch-size", type=int, help="rows per batch (else 64)")
-    g.add_argument("--bptt", type=int, help="tokens per row per batch (else 16)")
-    g.add_argument("--random-bptt", action="store_true", default=None,
-                   help="vary the window around --bptt each batch (AWD-LSTM; stateful models)")
-    g.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=None,
-                   help="read the windows in a new random order each epoch (models without a carried state)")
-    g.add_argument("--grad-clip", type=float, help="clip the gradient norm to this (else none)")
-    g.add_argument("--patience", type=int, help="stop after this many evaluations without improvement")
-    g.add_argument("--best-by", metavar="METRIC",
-                   help="the metric the best checkpoint and --patience follow (else the task's: loss, or bleu for translation)")
-    g.add_argument("--eval-every", type=int,
-                   help="evaluate every N steps (else at each epoch's end, or each tenth of a --time budget)")
-    g.add_argument("--seed", type=int, help="random seed (default 0)")
-    g.add_argument("--device", help="auto (default), cpu or cuda")
-    g.add_argument("--precision", help="auto (default), fp32 or bf16")
-    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch.compile the model (faster steps on a GPU after a slow first one)")
-    g.add_argument("--on-nan", help="on a NaN/inf loss: stop (default; the last good checkpoint is kept) or skip the batch")
+    for f, hint, meaning in option_fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        shown = "" if f.default in (None, False) else f" (default {f.default})"
+        if hint is bool:
+            g.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=meaning + shown)
+        else:
+            parse = duration if f.metadata.get("parse") == "duration" else value_type(hint)
+            g.add_argument(flag, type=parse, help=meaning + shown)
     g.add_argument("--cache-dir", help="where token ids are cached (default ~/.cache/scratchlm)")
 
 
-TRAIN_OPTIONS = ("epochs", "time", "lr", "schedule", "warmup", "cooldown", "weight_decay", "optimizer", "batch_size", "bptt",
-                 "random_bptt", "shuffle", "grad_clip", "patience", "best_by", "eval_every", "seed", "device", "precision",
-                 "compile", "on_nan")
+def value_type(hint: Any) -> Callable[[str], Any]:
+    """int for `int | None`, float for `float`, str for a Literal or a str."""
+    kinds = [k for k in typing.get_args(hint) if k is not type(None)] or [hint]
+    return kinds[0] if kinds[0] in (int, float) else str
 
 
 def train_options(args: argparse.Namespace) -> dict:
-    return {name: getattr(args, name) for name in TRAIN_OPTIONS}
+    from scratchlm.config import TrainConfig
+
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
 
 
 def model_settings(args: argparse.Namespace) -> dict | None:
@@ -207,43 +218,36 @@ def summary(run) -> str:
         return row_metrics(task, row)
 
     by = run.train_config.best_by
-    last, best = history[-1], min(history, key=lambda row: task.score(metrics(row), by))
+    last, best = history[-1], min(history, key=lambda row: task.best.score(metrics(row), by))
     shown, best_shown = task.format_metrics(metrics(last)), task.format_metrics(metrics(best))
     final = ", ".join(f"{m} {shown[m]}" for m in task.metrics if m != "loss" and m in shown)
     headline = task.headline
     return (f"{run.spec.name}: final {final}, validation loss {shown['loss']}.\n"
-            f"The verbs ({', '.join(task.verbs)}, eval) use model.safetensors, the weights with {task.best_by(by)}: "
+            f"The verbs ({', '.join(task_commands(task.name).VERBS)}, eval) use model.safetensors, the weights with "
+            f"{task.best.words(by)}: "
             f"step {best['step']}, loss {best_shown['loss']}, {headline} {best_shown[headline]}. "
-            f"{task.best_by_why if by is None and best['step'] != last['step'] else ''}".rstrip() + "\n"
+            f"{task.best.why if by is None and best['step'] != last['step'] else ''}".rstrip() + "\n"
             f"Run saved in {run.path}")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from scratchlm.run import Run
-    from scratchlm.tasks import get_task
 
     if args.folds is not None:
         return cross_validation(args)
     run = Run.load(args.run, device=args.device or "auto")
-    commands = task_commands(run.task.name)
-    options = {"data": args.data, "encoding": args.encoding, **commands.eval_options(args)}
-    for name in TASK_NAMES:  # another task's evaluation option would be ignored: say so instead
-        given = [k for k, v in task_commands(name).eval_options(args).items() if v is not None and k not in options]
-        if given:
-            raise UserError(f"{', '.join(given)}: an option of {get_task(name).title} runs' eval; {args.run} is a "
-                            f"{run.task.title} run")
-    result = run.eval(**{k: v for k, v in options.items() if v is not None})
-    if args.json:
-        print(json.dumps(result, indent=2))
-    elif hasattr(commands, "eval_text"):  # a task that shows more than one row of numbers
-        print(commands.eval_text(result))
-    else:
-        shown = run.task.format_metrics(result)
-        keys = [k for k in result if k == "data" or not isinstance(result[k], str)]
-        print(table(keys, [[shown.get(k, result[k]) for k in keys]]))
-        for key in (k for k in result if k not in keys and k != "run"):  # long texts: sacrebleu's signature
-            print(f"{key}: {result[key]}")
+    result = run.eval(**given(args, ("data", "encoding", *args.eval_dests)))
+    print(json.dumps(result, indent=2) if args.json else task_commands(run.task.name).eval_text(result, run.task))
     return 0
+
+
+def metrics_row(result: dict, task) -> str:
+    """An evaluation's numbers as one row of a table, then its long texts (sacrebleu's signature) a line each."""
+    shown = task.format_metrics(result)
+    keys = [k for k in result if k == "data" or not isinstance(result[k], str)]
+    lines = [table(keys, [[shown.get(k, result[k]) for k in keys]])]
+    lines += [f"{key}: {result[key]}" for key in result if key not in keys and key != "run"]
+    return "\n".join(lines)
 
 
 def cross_validation(args: argparse.Namespace) -> int:
@@ -301,7 +305,8 @@ def cmd_models(args: argparse.Namespace) -> int:
                      for name, value, meaning in settings_of(spec)]))
         print("\ntraining defaults: " + ", ".join(as_option(k, v) for k, v in spec.train.items()))
         whole = recipe(spec, {})
-        rest = [as_option(name, getattr(whole, name)) for name in TRAIN_OPTIONS
+        names = [f.name for f in dataclasses.fields(whole)]
+        rest = [as_option(name, getattr(whole, name)) for name in names
                 if name not in spec.train and name not in ("device", "precision", "compile", "seed")
                 and getattr(whole, name) not in (None, False)]
         if spec.model_cls.learns_by == "counting":
@@ -330,7 +335,9 @@ def table(header: list[str], rows: list[list]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
 
 
-def build_parser() -> Parser:
+def build_parser(task: str | None = None) -> Parser:
+    """The command line. `task` gives train, lr-find, ladder and eval that task's options alone; None gives every
+    task's (the first pass over the arguments, which finds the task, and --help)."""
     parser = Parser(prog="scratchlm", description="Language models from scratch: train, generate, score, evaluate.")
     from scratchlm import __version__
 
@@ -343,7 +350,7 @@ def build_parser() -> Parser:
         return p
 
     p = verb("train", cmd_train, "train a model into a run directory (or continue one with --resume)")
-    add_data_options(p)
+    add_data_options(p, task)
     add_model_options(p)
     add_train_options(p)
     p.add_argument("--out", help="the run directory (default runs/MODEL-DATA)")
@@ -357,8 +364,7 @@ def build_parser() -> Parser:
     p.add_argument("run", help="a run directory")
     p.add_argument("--data", help="data to evaluate on (default: the run's validation split)")
     p.add_argument("--encoding", help="that data's encoding (default: UTF-8, detected when that fails)")
-    for name in TASK_NAMES:
-        task_commands(name).add_eval_options(p)
+    p.set_defaults(eval_dests=dests([task_group(p, name, "eval") for name in ([task] if task else TASK_NAMES)]))
     p.add_argument("--folds", type=int, metavar="K",
                    help="k-fold cross-validation: train K runs of the run's model, settings and data, each with one fold "
                         "held out and scored on it; mean and standard deviation (for tasks whose data has folds)")
@@ -366,14 +372,14 @@ def build_parser() -> Parser:
     p.add_argument("--device", help="auto (default), cpu or cuda")
 
     p = verb("lr-find", cmd_lr_find, "loss against learning rate: a plot and a suggested rate")
-    add_data_options(p)
+    add_data_options(p, task)
     add_model_options(p)
     add_train_options(p)
     p.add_argument("--plot", default="lr_find.png", help="where to write the plot (default lr_find.png)")
     p.add_argument("--steps", type=int, default=100, help="steps of the sweep (default 100)")
 
     p = verb("ladder", cmd_ladder, "train every model of a task on the same data: a table and a plot")
-    add_data_options(p)
+    add_data_options(p, task)
     add_train_options(p)
     p.add_argument("--task", choices=TASK_NAMES,
                    help="race every model of this task (default: the task of --models, else language modelling)")
@@ -389,6 +395,52 @@ def build_parser() -> Parser:
     return parser
 
 
+def task_of(args: argparse.Namespace) -> str | None:
+    """The task whose options a verb takes: the model's (train, lr-find), the race's (ladder), the run's (eval);
+    None for the other verbs, and for a run whose config.json cannot be read (loading it will say why)."""
+    if args.verb in ("train", "lr-find"):
+        from scratchlm.models.registry import DEFAULT_MODEL, get_spec
+
+        if getattr(args, "resume", False) and args.model is None:
+            return run_task(args.out) or get_spec(DEFAULT_MODEL).task
+        return get_spec(args.model or DEFAULT_MODEL).task
+    if args.verb == "ladder":
+        from scratchlm.race import rungs
+
+        models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+        return rungs(models, args.task)[1].name
+    if args.verb == "eval":
+        return run_task(args.run)
+    return None
+
+
+def run_task(path: str | None) -> str | None:
+    """The task a run folder's config.json names, if it can be read."""
+    try:
+        task = json.loads((Path(path) / "config.json").read_text()).get("task")
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+    return task if task in TASK_NAMES else None
+
+
+def refuse_another_tasks_options(args: argparse.Namespace, extras: list[str], task: str) -> None:
+    """An option of another task than the one the verb serves: one line naming whose it is."""
+    from scratchlm.tasks import get_task
+
+    kind = "eval" if args.verb == "eval" else "data"
+    for other in TASK_NAMES:
+        if other == task:
+            continue
+        probe = Parser(add_help=False)
+        options = {o for a in task_group(probe, other, kind)._group_actions for o in a.option_strings}
+        if found := [word.split("=")[0] for word in extras if word.split("=")[0] in options]:
+            if kind == "eval":
+                raise UserError(f"{', '.join(found)}: an option of {get_task(other).title} runs' eval; {args.run} is a "
+                                f"{get_task(task).title} run")
+            raise UserError(f"{', '.join(found)}: not an option of {get_task(task).title} data, the model's task "
+                            f"(but of {get_task(other).title} data)")
+
+
 def show_warning(message, *_) -> None:
     """A warning (a damaged checkpoint replaced by the previous one) as one line, as errors are."""
     print(f"scratchlm: warning: {message}", file=sys.stderr)
@@ -402,13 +454,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_verb(argv: Sequence[str] | None) -> int:
     try:
-        parser = build_parser()
-        argv = attach_negative_values(parser, list(sys.argv[1:] if argv is None else argv))
-        args, extras = parser.parse_known_args(argv)
+        every = build_parser()  # every task's options: finds the verb and the task (and answers --help)
+        argv = attach_negative_values(every, list(sys.argv[1:] if argv is None else argv))
+        args, extras = every.parse_known_args(argv)
         if not getattr(args, "handler", None):
-            raise UserError(f"give a verb: {', '.join(subparsers(parser))} (see `scratchlm --help`)")
+            raise UserError(f"give a verb: {', '.join(subparsers(every))} (see `scratchlm --help`)")
+        task = task_of(args)
+        if task is not None:  # again, with the options of that task alone
+            args, extras = build_parser(task).parse_known_args(argv)
         if extras:  # told by the verb's own parser: its options, its --help
-            subparsers(parser)[args.verb].unrecognized(extras)
+            refuse_another_tasks_options(args, extras, task)
+            subparsers(every)[args.verb].unrecognized(extras)
         return args.handler(args)
     except LostProcess as e:  # every survivor of a torchrun launch stops; the lowest rank says why
         if e.speaks:

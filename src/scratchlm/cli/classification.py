@@ -7,8 +7,12 @@ import argparse
 import json
 from collections.abc import Callable
 
+VERBS = ("classify",)  # the task's own commands, as the end of a run names them
 
-def add_data_options(p: argparse.ArgumentParser) -> None:
+
+def add_data_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    from scratchlm.cli import add_shared_name
+
     g = p.add_argument_group("classification data (labelled text: a folder per label, a file per label, or a CSV/TSV)")
     g.add_argument("--label-from-filename", action="store_true", default=None,
                    help="--data is a folder of files, one per label (rt-polarity.pos, .neg), one example a line")
@@ -18,25 +22,18 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
                    help="start from a trained language model's run: its tokenizer and body (with --model ulmfit)")
     g.add_argument("--embeddings", metavar="RUN",
                    help="start the word vectors from a run that has them (word2vec; the vectors' width is n_embed)")
+    add_shared_name(g, "--max-length", type=int, metavar="N", help="keep a text's first N tokens (default 400)")
+    return g
 
 
-def data_options(args: argparse.Namespace) -> dict:
-    return {"label_from_filename": args.label_from_filename, "text_column": args.text_column,
-            "label_column": args.label_column, "base_run": args.base_run,
-            "embeddings": args.embeddings}
-
-
-def add_eval_options(p: argparse.ArgumentParser) -> None:
+def add_eval_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     g = p.add_argument_group("classification runs")
     g.add_argument("--wrong", type=int, help="show this many of the most confidently wrong examples (default 5)")
     g.add_argument("--confusion-png", help="where to draw the confusion matrix (default RUN/confusion.png)")
+    return g
 
 
-def eval_options(args: argparse.Namespace) -> dict:
-    return {"wrong": args.wrong, "confusion_png": args.confusion_png}
-
-
-def eval_text(result: dict) -> str:
+def eval_text(result: dict, task=None) -> str:
     """`eval`'s result for the terminal: the scores, each label's, the confusion matrix, the misses."""
     from scratchlm.cli import table
 

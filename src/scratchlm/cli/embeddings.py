@@ -10,34 +10,29 @@ import json
 import sys
 from collections.abc import Callable
 
+VERBS = ("similar", "analogy", "map", "export", "debias")  # the task's own commands, as the end of a run names them
 
-def add_data_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("word-embedding data (word2vec: a text file or a folder of them)")
+
+def add_data_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    g = p.add_argument_group("word-embedding data (word2vec, GloVe: a text file or a folder of them)")
     g.add_argument("--min-count", type=int, help="leave out words seen fewer times (default 5)")
     g.add_argument("--phrases", type=int, metavar="N",
                    help="N passes of phrase detection before training: frequent pairs become one token, new_york")
     g.add_argument("--phrase-threshold", type=float, metavar="T", help="join a pair scoring above T (default 100)")
+    return g
 
 
-def data_options(args: argparse.Namespace) -> dict:
-    return {"min_count": args.min_count, "phrases": args.phrases, "phrase_threshold": args.phrase_threshold}
-
-
-def add_eval_options(p: argparse.ArgumentParser) -> None:
+def add_eval_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     g = p.add_argument_group("runs with word vectors")
     g.add_argument("--analogies", metavar="FILE", help="analogy questions (questions-words.txt): accuracy per section")
     g.add_argument("--similarity", metavar="FILE", action="append", default=[],
                    help="word pairs with human scores (wordsim353.tsv, simlex999.txt): Spearman, Pearson (repeatable)")
     g.add_argument("--restrict-vocab", type=int, help="analogies among the N most frequent words (default 30000)")
-    g.add_argument("--analogy-method", help="3cosadd (default) or 3cosmul")
+    g.add_argument("--analogy-method", dest="method", help="3cosadd (default) or 3cosmul")
+    return g
 
 
-def eval_options(args: argparse.Namespace) -> dict:
-    return {"analogies": args.analogies, "similarity": args.similarity or None, "restrict_vocab": args.restrict_vocab,
-            "method": args.analogy_method}
-
-
-def eval_text(result: dict) -> str:
+def eval_text(result: dict, task=None) -> str:
     """`eval`'s result for the terminal: each analogy section, the overall accuracy, each similarity file."""
     from scratchlm.cli import table
 

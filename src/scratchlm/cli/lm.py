@@ -9,22 +9,25 @@ import sys
 import warnings
 from collections.abc import Callable
 
+VERBS = ("generate", "score")  # the task's own commands, as the end of a run names them
 
-def add_data_options(p: argparse.ArgumentParser) -> None:
+
+def add_data_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     g = p.add_argument_group("language-model data")
     g.add_argument("--valid-data", help="a separate validation file (default: the end of --data)")
+    return g
 
 
-def data_options(args: argparse.Namespace) -> dict:
-    return {"valid_data": args.valid_data}
-
-
-def add_eval_options(p: argparse.ArgumentParser) -> None:
+def add_eval_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """`eval --data FILE` (shared) is all a language model takes."""
+    return p.add_argument_group("language-model runs")
 
 
-def eval_options(args: argparse.Namespace) -> dict:
-    return {}
+def eval_text(result: dict, task) -> str:
+    """`eval`'s result as one row of numbers."""
+    from scratchlm.cli import metrics_row
+
+    return metrics_row(result, task)
 
 
 def add_verbs(verb: Callable[..., argparse.ArgumentParser]) -> None:

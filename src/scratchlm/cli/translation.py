@@ -7,8 +7,10 @@ import argparse
 import sys
 from collections.abc import Callable
 
+VERBS = ("translate",)  # the task's own commands, as the end of a run names them
 
-def add_data_options(p: argparse.ArgumentParser) -> None:
+
+def add_data_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     g = p.add_argument_group("translation data (sentence pairs: --data FILE.tsv, or --src and --tgt)")
     g.add_argument("--src", help="line-aligned pairs: the source sentences, one a line")
     g.add_argument("--tgt", help="line-aligned pairs: their translations, line by line")
@@ -16,26 +18,26 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--reverse", action="store_true", default=None, help="translate from the target column to the source")
     g.add_argument("--joint", action=argparse.BooleanOptionalAction, default=None,
                    help="one vocabulary for both languages (default) or one each (--no-joint)")
-    g.add_argument("--max-length", type=int,
-                   help="tokens at most: translation leaves out training pairs with a longer side (default 100); "
-                   "classification keeps a text's first N (default 400)")
+    g.add_argument("--max-length", type=int, metavar="N",
+                   help="leave out training pairs with a side longer than N tokens (default 100)")
+    return g
 
 
-def data_options(args: argparse.Namespace) -> dict:
-    return {"src": args.src, "tgt": args.tgt, "columns": args.columns, "reverse": args.reverse, "joint": args.joint,
-            "max_length": args.max_length}
-
-
-def add_eval_options(p: argparse.ArgumentParser) -> None:
+def add_eval_options(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     g = p.add_argument_group("translation runs")
     g.add_argument("--src", help="sentences to translate and score (default: the run's held-out split)")
-    g.add_argument("--ref", action="append", default=[], help="a reference file, line-aligned with --src (repeatable)")
+    g.add_argument("--ref", dest="refs", action="append", default=[],
+                   help="a reference file, line-aligned with --src (repeatable)")
     g.add_argument("--beam", type=int, help="beam size (default 1: greedy)")
     g.add_argument("--length-penalty", type=float, help="GNMT length normalisation alpha (default 1; 0 none)")
+    return g
 
 
-def eval_options(args: argparse.Namespace) -> dict:
-    return {"src": args.src, "refs": args.ref or None, "beam": args.beam, "length_penalty": args.length_penalty}
+def eval_text(result: dict, task) -> str:
+    """`eval`'s result: the scores in a row, then sacrebleu's signature."""
+    from scratchlm.cli import metrics_row
+
+    return metrics_row(result, task)
 
 
 def add_verbs(verb: Callable[..., argparse.ArgumentParser]) -> None:

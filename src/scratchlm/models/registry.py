@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from scratchlm.config import field_comments
 from scratchlm.errors import UserError, closest
 from scratchlm.models.awd_lstm import AWDLSTM, AWDLSTMConfig
 from scratchlm.models.base import parameter_count
@@ -237,22 +237,6 @@ def settings_of(spec: ModelSpec) -> list[tuple[str, Any, str]]:
     defaults = {f.name: f.default for f in dataclasses.fields(spec.config_cls)}
     return [(name, spec.config.get(name, default), comments.get(name, ""))
             for name, default in defaults.items() if name not in DATA_FIELDS]
-
-
-def field_comments(source: str) -> dict[str, str]:
-    """{field: comment} from a dataclass' source. A comment goes on over the next lines whose text is indented
-    past their `#` (aligned under the comment above); a plain `# ...` line starts a new remark."""
-    comments: dict[str, str] = {}
-    field = None
-    for line in source.splitlines():
-        if match := re.match(r"^\s+(\w+):[^#\n]*#\s*(.+)$", line):
-            field = match[1]
-            comments[field] = match[2].strip()
-        elif field and (more := re.match(r"^\s+#\s{2,}(.+)$", line)):
-            comments[field] += " " + more[1].strip()
-        else:
-            field = None
-    return comments
 
 
 def parse_settings(spec: ModelSpec, pairs: list[str]) -> dict[str, Any]:

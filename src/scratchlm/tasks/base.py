@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -76,6 +76,35 @@ class TaskData(Protocol):
     def summary(self) -> dict[str, Any]: ...  # for config.json: sizes, encodings, ...
 
 
+@dataclass(frozen=True)
+class BestCheckpoint:
+    """Which evaluation's weights model.safetensors keeps, and --patience follows: the task's choice of metric,
+    or one the user picks (--best-by) among those it offers."""
+
+    ways: dict[str, str]  # metric -> "min" or "max" (which way is better); the first is the task's choice
+    why: str = ""  # why the task's choice, said at the end of a run whose best is not its last
+    titles: dict[str, str] = field(default_factory=dict)  # a metric's name as a sentence writes it, if not its key
+
+    def metric(self, by: str | None = None) -> str:
+        """The metric followed: `by` (--best-by), else the task's choice."""
+        if by is None:
+            return next(iter(self.ways))
+        if by not in self.ways:
+            raise UserError(f"--best-by {by}: the best checkpoint of this task's runs follows {' or '.join(self.ways)}")
+        return by
+
+    def score(self, metrics: dict[str, float], by: str | None = None) -> float:
+        """Lower is better."""
+        name = self.metric(by)
+        return metrics[name] if self.ways[name] == "min" else -metrics[name]
+
+    def words(self, by: str | None = None) -> str:
+        """What it keeps, in words: "the lowest validation loss"."""
+        name = self.metric(by)
+        way = "lowest" if self.ways[name] == "min" else "highest"
+        return f"the {way} validation {self.titles.get(name, name)}"
+
+
 class Task:
     """The base of every task; see the module docstring. Subclasses set the class attributes."""
 
@@ -88,12 +117,7 @@ class Task:
     data_config_cls: ClassVar[type]  # the dataclass data_config() returns, rebuilt from config.json on resume
     tokenizer_files: ClassVar[tuple[str, ...]]  # files of the run directory read back as tokenizers
     run_class: ClassVar[type]  # the Run subclass the Python API gives for this task's runs
-    verbs: ClassVar[tuple[str, ...]]  # the task's own commands, for messages
-    # The metrics the best checkpoint may follow (--best-by), each "min" or "max" (which way is better);
-    # the first is the task's choice
-    best_metrics: ClassVar[dict[str, str]] = {"loss": "min"}
-    metric_titles: ClassVar[dict[str, str]] = {}  # a metric's name as a sentence writes it, where not its key
-    best_by_why: ClassVar[str] = ""  # a sentence on why the task's choice, for the end-of-run summary
+    best: ClassVar[BestCheckpoint] = BestCheckpoint({"loss": "min"})  # which evaluation model.safetensors keeps
 
     def data_config(self, options: dict[str, Any]) -> Any:
         raise NotImplementedError
@@ -152,26 +176,6 @@ class Task:
     def matmul_rows(self, model: nn.Module, cfg: Any, world: World) -> int:
         """Rows one matrix multiplication of a training step reads: decides the CPU thread count."""
         return cfg.batch_size // world.size
-
-    def best_metric(self, by: str | None = None) -> str:
-        """The metric the best checkpoint follows: `by` (--best-by), else the task's choice."""
-        if by is None:
-            return next(iter(self.best_metrics))
-        if by not in self.best_metrics:
-            raise UserError(f"--best-by {by}: a {self.name} run keeps its best checkpoint by "
-                            f"{' or '.join(self.best_metrics)}")
-        return by
-
-    def score(self, metrics: dict[str, float], by: str | None = None) -> float:
-        """Lower is better: the best checkpoint (model.safetensors) and --patience follow it."""
-        name = self.best_metric(by)
-        return metrics[name] if self.best_metrics[name] == "min" else -metrics[name]
-
-    def best_by(self, by: str | None = None) -> str:
-        """What `score` keeps, in words: "the lowest validation loss"."""
-        name = self.best_metric(by)
-        way = "lowest" if self.best_metrics[name] == "min" else "highest"
-        return f"the {way} validation {self.metric_titles.get(name, name)}"
 
     def save_tokenizers(self, run_dir: RunDir, data: TaskData) -> None:
         for name, tokenizer in data.tokenizers.items():

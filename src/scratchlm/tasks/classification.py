@@ -43,7 +43,7 @@ from scratchlm.distributed import World
 from scratchlm.errors import UserError
 from scratchlm.files import atomic_write_json
 from scratchlm.models.registry import ModelSpec, get_spec
-from scratchlm.tasks.base import Batch, Run, Task, blank_texts, load_best_weights, read_run_config
+from scratchlm.tasks.base import Batch, BestCheckpoint, Run, Task, blank_texts, load_best_weights, read_run_config
 
 LABELS = "labels.json"
 LABELS_FORMAT = "scratchlm-labels/1"
@@ -286,9 +286,8 @@ class Classification(Task):
     data_config_cls = LabelledConfig
     tokenizer_files = (TOKENIZER, LABELS)
     run_class = ClassificationRun
-    verbs = ("classify",)
-    best_metrics = {"accuracy": "max", "loss": "min"}
-    best_by_why = "Accuracy on the held-out examples; `scratchlm eval` adds each label's precision, recall and F1."
+    best = BestCheckpoint({"accuracy": "max", "loss": "min"},
+                          "Accuracy on the held-out examples; `scratchlm eval` adds each label's precision, recall and F1.")
 
     def data_config(self, options: dict[str, Any]) -> LabelledConfig:
         check_options(options)

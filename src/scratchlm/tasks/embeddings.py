@@ -40,7 +40,7 @@ from scratchlm.files import atomic_write_json
 from scratchlm.models.base import WordVectorModel, parameter_count
 from scratchlm.models.registry import get_spec
 from scratchlm.models.word2vec import Word2Vec
-from scratchlm.tasks.base import Batch, Run, Task
+from scratchlm.tasks.base import Batch, BestCheckpoint, Run, Task
 from scratchlm.vectors import (
     DEFINITIONAL_PAIRS,
     EQUALIZE_PAIRS,
@@ -273,12 +273,9 @@ class Embeddings(Task):
     data_config_cls = CorpusConfig
     tokenizer_files = (TOKENIZER,)
     run_class = EmbeddingsRun
-    verbs = ("similar", "analogy", "map", "export", "debias")
-    metric_titles = {"accuracy": "pair accuracy"}
-    own_step = True
-    mean_loss_over_tokens = True
-    best_by_why = ("The validation pairs are a fixed sample of the text itself: word2vec keeps no text apart, and "
-                   "with the rate falling to zero the last epoch is nearly always the best.")
+    best = BestCheckpoint({"loss": "min"}, titles={"accuracy": "pair accuracy"},
+                          why="The validation pairs are a fixed sample of the text itself: word2vec keeps no text apart, "
+                              "and with the rate falling to zero the last epoch is nearly always the best.")
 
     def data_config(self, options: dict[str, Any]) -> CorpusConfig:
         check_options(options)

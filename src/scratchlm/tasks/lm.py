@@ -31,7 +31,7 @@ from scratchlm.data.tokenize import DOC, EOS, Tokenizer, TokenizerSpec, train_to
 from scratchlm.distributed import World
 from scratchlm.errors import UserError
 from scratchlm.generate import find_stop, generate_ids, stop_prefix_length, token_logprobs
-from scratchlm.tasks.base import Batch, Run, Task, blank_texts
+from scratchlm.tasks.base import Batch, BestCheckpoint, Run, Task, blank_texts
 from scratchlm.trainer import evaluate
 from scratchlm.vectors import WordVectorVerbs
 
@@ -210,9 +210,8 @@ class LanguageModelling(Task):
     data_config_cls = DataConfig
     tokenizer_files = (TOKENIZER,)
     run_class = LMRun
-    verbs = ("generate", "score")
-    best_metrics = {"loss": "min", "accuracy": "max"}
-    best_by_why = ("The lowest loss need not be the best accuracy: the loss also weighs how sure each guess was.")
+    best = BestCheckpoint({"loss": "min", "accuracy": "max"},
+                          "The lowest loss need not be the best accuracy: the loss also weighs how sure each guess was.")
 
     def data_config(self, options: dict[str, Any]) -> DataConfig:
         check_options(options)

@@ -37,7 +37,7 @@ from scratchlm.data.tokenize import BOS, EOS, PAD, SPECIALS, Tokenizer, Tokenize
 from scratchlm.decode import beam_search, greedy
 from scratchlm.distributed import World
 from scratchlm.errors import UserError
-from scratchlm.tasks.base import Batch, Run, Task, blank_texts
+from scratchlm.tasks.base import Batch, BestCheckpoint, Run, Task, blank_texts
 
 SOURCE, TARGET = "tokenizer-source.json", "tokenizer-target.json"
 DATA_OPTIONS = ("data", "src", "tgt", "columns", "reverse", "encoding", "tokenizer", "vocab_size", "min_freq",
@@ -259,11 +259,9 @@ class Translation(Task):
     data_config_cls = PairsConfig
     tokenizer_files = (SOURCE, TARGET)
     run_class = TranslationRun
-    verbs = ("translate",)
-    best_metrics = {"bleu": "max", "loss": "min"}
-    metric_titles = {"bleu": "BLEU", "chrf": "chrF"}
-    best_by_why = ("BLEU is read from greedy translations of a fixed slice of the held-out sentences, against all "
-                   "their references; `scratchlm eval` reads them all.")
+    best = BestCheckpoint({"bleu": "max", "loss": "min"}, titles={"bleu": "BLEU", "chrf": "chrF"},
+                          why="BLEU is read from greedy translations of a fixed slice of the held-out sentences, against "
+                              "all their references; `scratchlm eval` reads them all.")
 
     def data_config(self, options: dict[str, Any]) -> PairsConfig:
         check_options(options)
