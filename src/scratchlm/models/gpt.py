@@ -47,7 +47,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scratchlm.data.tokenize import DOC, EOS, PAD
 from scratchlm.errors import UserError
 from scratchlm.models.attention import attention, merge_heads, rotary_tables, rotate, split_heads
 from scratchlm.models.base import LanguageModel, lm_loss
@@ -304,66 +303,8 @@ class GPT(LanguageModel):
         return logits, None if targets is None else lm_loss(logits, targets), state
 
     def to_hf(self) -> tuple[dict, dict[str, torch.Tensor]]:
-        """This model as a Hugging Face causal LM: its config.json and its weights, by name. Learned
-        positions make it a GPT2LMHeadModel; rotary ones a GPTNeoXForCausalLM, the same blocks with
-        rotary positions (its `rotate_half` pairs the halves of a head, as `attention.rotate`).
+        """This model as a Hugging Face causal LM, its config.json and its weights by name: learned positions make
+        it a GPT2LMHeadModel, rotary ones a GPTNeoXForCausalLM (scratchlm/models/hf.py)."""
+        from scratchlm.models.hf import to_gpt2, to_neox
 
-        GPT-2: the architectures are the same (learned positions, pre-norm blocks, a 4x MLP, a tied head),
-        so the mapping is names and one transpose: GPT-2 keeps its linear layers as `Conv1D`, weights
-        stored (in, out). GPT-NeoX: blocks in sequence (use_parallel_residual false), and its q, k, v
-        weights grouped by head ([q k v] of head 0, then head 1, ...) where this model keeps all heads' q,
-        then k, then v. Both: where this model has no biases (bias=False), theirs are zeros; the GELU is
-        the exact one used here ("gelu", not GPT-2's default tanh approximation "gelu_new"); the head is
-        tied, so only the embedding is written (tie_word_embeddings).
-        """
-        c = self.config
-        common = {"vocab_size": c.vocab_size, "initializer_range": 0.02, "tie_word_embeddings": True,
-                  "use_cache": True, "bos_token_id": DOC, "eos_token_id": EOS, "pad_token_id": PAD}
-
-        def zeros(n: int) -> torch.Tensor:
-            return torch.zeros(n, dtype=self.wte.weight.dtype)
-
-        def norm(prefix: str, ln: nn.LayerNorm) -> dict[str, torch.Tensor]:
-            return {f"{prefix}.weight": ln.weight, f"{prefix}.bias": zeros(c.n_embd) if ln.bias is None else ln.bias}
-
-        def linear(prefix: str, layer: nn.Linear, transpose: bool = False) -> dict[str, torch.Tensor]:
-            bias = zeros(layer.out_features) if layer.bias is None else layer.bias
-            return {f"{prefix}.weight": layer.weight.t() if transpose else layer.weight, f"{prefix}.bias": bias}
-
-        if self.wpe is not None:
-            config = {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "n_positions": c.block_size,
-                      "n_embd": c.n_embd, "n_layer": c.n_layer, "n_head": c.n_head, "n_inner": 4 * c.n_embd,
-                      "activation_function": "gelu", "resid_pdrop": c.dropout, "embd_pdrop": c.dropout,
-                      "attn_pdrop": c.dropout, "layer_norm_epsilon": self.ln_f.eps, "scale_attn_weights": True,
-                      **common}
-            weights = {"transformer.wte.weight": self.wte.weight, "transformer.wpe.weight": self.wpe.weight,
-                       **norm("transformer.ln_f", self.ln_f)}
-            for i, block in enumerate(self.h):
-                p = f"transformer.h.{i}"
-                weights |= {**norm(f"{p}.ln_1", block.ln_1), **norm(f"{p}.ln_2", block.ln_2),
-                            **linear(f"{p}.attn.c_attn", block.attn.c_attn, True),
-                            **linear(f"{p}.attn.c_proj", block.attn.c_proj, True),
-                            **linear(f"{p}.mlp.c_fc", block.mlp.c_fc, True),
-                            **linear(f"{p}.mlp.c_proj", block.mlp.c_proj, True)}
-        else:
-            config = {"architectures": ["GPTNeoXForCausalLM"], "model_type": "gpt_neox", "hidden_size": c.n_embd,
-                      "num_hidden_layers": c.n_layer, "num_attention_heads": c.n_head,
-                      "intermediate_size": 4 * c.n_embd, "hidden_act": "gelu", "max_position_embeddings": c.block_size,
-                      "rope_parameters": {"rope_type": "default", "rope_theta": ROTARY_BASE, "partial_rotary_factor": 1.0},
-                      "attention_dropout": c.dropout, "hidden_dropout": c.dropout, "layer_norm_eps": self.ln_f.eps,
-                      "use_parallel_residual": False, "attention_bias": True, **common}
-            head_size = c.n_embd // c.n_head
-
-            def by_head(t: torch.Tensor) -> torch.Tensor:  # rows [q | k | v] (3C, ...) -> [q_0 k_0 v_0 | q_1 ...]
-                return t.reshape(3, c.n_head, head_size, *t.shape[1:]).transpose(0, 1).reshape(t.shape)
-
-            weights = {"gpt_neox.embed_in.weight": self.wte.weight, **norm("gpt_neox.final_layer_norm", self.ln_f)}
-            for i, block in enumerate(self.h):
-                p = f"gpt_neox.layers.{i}"
-                qkv = linear(f"{p}.attention.query_key_value", block.attn.c_attn)
-                weights |= {**norm(f"{p}.input_layernorm", block.ln_1), **norm(f"{p}.post_attention_layernorm", block.ln_2),
-                            **{name: by_head(t) for name, t in qkv.items()},
-                            **linear(f"{p}.attention.dense", block.attn.c_proj),
-                            **linear(f"{p}.mlp.dense_h_to_4h", block.mlp.c_fc),
-                            **linear(f"{p}.mlp.dense_4h_to_h", block.mlp.c_proj)}
-        return config, {name: t.detach().cpu().contiguous() for name, t in weights.items()}
+        return to_gpt2(self) if self.wpe is not None else to_neox(self)
