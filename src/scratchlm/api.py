@@ -43,14 +43,15 @@ RESUMABLE_CHANGES = {"epochs", "time", "lr", "patience", "eval_every", "device",
 
 
 def train(data: str | None = None, model: str | None = None, out: str | Path | None = None, *,
-          settings: dict[str, Any] | None = None, resume: bool = False, progress: bool | str = False,
+          settings: dict[str, Any] | None = None, resume: bool = False, progress: bool = False, label: str = "",
           cache_dir: str | Path | None = None, on_evaluation=None, **options: Any) -> Run | None:
     """Train `model` on `data` into the run directory `out`, or continue it with `resume=True`.
 
     `options` are TrainConfig fields (epochs, time, lr, batch_size, bptt, seed, ...), whose unset ones
     take the model's registry defaults, then TrainConfig's, and the data options of the model's task
     (a language model's: tokenizer, vocab_size, min_freq, encoding, valid_data, valid_fraction).
-    Returns the loaded Run (best weights).
+    Returns the loaded Run (best weights). `progress` shows the run's first line, a bar and a row per evaluation
+    on stderr, the first line after `label` (the ladder's "[3/11]").
 
     Started by torchrun, each process trains on its share of every batch (see scratchlm.distributed);
     rank 0 writes the run directory and returns the Run, the other processes return None.
@@ -70,7 +71,7 @@ def train(data: str | None = None, model: str | None = None, out: str | Path | N
     created = not run_dir.path.exists()
     try:
         with run_dir.lock() if world.is_main else contextlib.nullcontext(), world.joined(device) as world:
-            return fit_run(run_dir, plan, resume, progress, cache_dir, on_evaluation, world)
+            return fit_run(run_dir, plan, resume, progress, label, cache_dir, on_evaluation, world)
     except UserError:
         if world.is_main and created and not run_dir.exists:  # refused before it began: leave no empty folder
             with contextlib.suppress(OSError):
@@ -181,7 +182,7 @@ def build(plan: Plan, cache_dir, world: World, new_weights: bool = True) -> Buil
     return Built(data, model_cfg, model, train_batches, valid_batches, precision, n_parameters)
 
 
-def fit_run(run_dir: RunDir, plan: Plan, resume: bool, progress: bool | str, cache_dir, on_evaluation,
+def fit_run(run_dir: RunDir, plan: Plan, resume: bool, progress: bool, label: str, cache_dir, on_evaluation,
             world: World) -> Run | None:
     spec, task, train_cfg = plan.spec, plan.task, plan.train
     resumed = resume and run_dir.file(STATE).exists()  # its weights come from its checkpoint
@@ -199,12 +200,11 @@ def fit_run(run_dir: RunDir, plan: Plan, resume: bool, progress: bool | str, cac
             config = {**plan.saved, "train": asdict(train_cfg), "resolved": resolved, "versions": versions()}
             run_dir.write_config({k: v for k, v in config.items() if k != "format"})
         run_dir.recover()
-        if progress:  # a string is a label to show first: the ladder's "[3/11]"
-            label = f"{progress} " if isinstance(progress, str) else ""
-            print(label + start_line(plan, model, n_parameters, resolved), file=sys.stderr)
+        if progress:  # the label first: the ladder's "[3/11]"
+            print(f"{label} " * bool(label) + start_line(plan, model, n_parameters, resolved), file=sys.stderr)
     world.barrier()
     trainer = Trainer(model, task, built.train_batches, built.valid_batches, train_cfg, run_dir, device, precision,
-                      bool(progress) and world.is_main, on_evaluation, world)
+                      progress and world.is_main, on_evaluation, world)
     if resumed:
         load_weights(run_dir.file(LAST), model)
         trainer.restore(run_dir.load_state())

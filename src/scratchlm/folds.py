@@ -44,7 +44,7 @@ def cross_validate(run: str | Path, folds: int = 10, progress: bool = False) -> 
         out = path / "folds" / f"fold-{fold}"
         began = time.perf_counter()
         fold_run = train(model=config["model"]["name"], out=out, settings=settings, resume=RunDir(out).exists,
-                         progress=f"[fold {fold + 1}/{folds}]" if progress else False,
+                         progress=progress, label=f"[fold {fold + 1}/{folds}]",
                          cache_dir=config["data"].get("cache_dir"), **config["train"],
                          **task.fold_options(cfg, fold, folds))
         load_weights(RunDir(out).file(LAST), fold_run.model)  # the final weights: the test fold chose nothing

@@ -58,7 +58,7 @@ def ladder(data: str | None = None, models: list[str] | None = None, out: str | 
     for i, name in enumerate(names, 1):
         run_dir = RunDir(out / name)  # the run's first line, once its data is read, names the rung: "[3/11] rnn: ..."
         try:
-            run = train(data, name, run_dir.path, resume=run_dir.exists, progress=progress and f"[{i}/{len(names)}]",
+            run = train(data, name, run_dir.path, resume=run_dir.exists, progress=progress, label=f"[{i}/{len(names)}]",
                         **options)
         except Interrupted as e:
             raise Interrupted(e.step, f"the ladder goes on from there, rung {name} of {out}, when the same command "

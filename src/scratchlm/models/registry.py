@@ -107,22 +107,12 @@ def ulmfit(config: LMClassifierConfig) -> nn.Module:
 BOOK = "fast.ai ch. 12"
 CLASSIFIER = {"lr": 3e-3, "epochs": 8, "batch_size": 64, "weight_decay": 0.01, "warmup": 0.1, "grad_clip": 1.0}
 TRANSLATION = {"lr": 2e-3, "epochs": 10, "batch_size": 64, "grad_clip": 1.0, "warmup": 0.1, "weight_decay": 0.01}
-# 80 pairs (~750 target tokens) a batch on eng-fra; the rate rises over the first tenth of the run (as the RNNs'),
-# falls as 1/sqrt of the progress, then linearly to 0 over the last fifth. Chosen by 5-minute runs on 2 cores,
-# full held-out BLEU (greedy): 160 pairs at 1e-3 8.6, at 2e-3 7.8; 40 pairs at 2e-3 9.6; 80 pairs at 2e-3 16.4,
-# at 3e-3 11.8, and without dropout 25.2; there, annealing to 0 from the peak did worse (linear 14.9, onecycle
-# 17.4, on a machine ~15% slower). Fifteen minutes is about two epochs (2.2), where dropout only slows learning:
-# the model is trained without it (`--set dropout=0.1`, the paper's, for runs of many epochs). At 15 minutes the
-# cooldown took greedy BLEU from 39.24 (1,965 steps) to 41.21 in 1,656 steps (a slower hour of the machine).
-# Muon (--optimizer muon) learns more per step but took twice as long per step here: ahead after a 3-minute run
-# (validation loss 2.985 against 3.049), behind at every evaluation of a 15-minute one (1.850 against 1.795 at 540 s).
+# 80 pairs a batch, the rate rising over the first tenth, falling as 1/sqrt, then to 0 over the last fifth, no
+# dropout (a 15-minute run is about two epochs): the best of the recipes tried (docs/recipes.md)
 TRANSFORMER_MT = {"lr": 2e-3, "epochs": 20, "batch_size": 80, "schedule": "invsqrt", "warmup": 0.1, "cooldown": 0.2,
                   "grad_clip": 1.0, "weight_decay": 0.01}
-# nanoGPT's CPU width (4 heads, 128 wide), sized for 140 s on two CPU cores on tiny-shakespeare (char), one run
-# each, validation loss (bench/shakespeare.py has the seeds): nanoGPT's 4 layers, context 64, ordered windows 1.720;
-# windows shuffled each epoch 1.651; two layers 1.620 (12.6k tokens/s against 8.2k); rotary positions 1.597; a
-# context of 128 1.587 at 6 windows a batch, 1.574 at 12, 1.586 at 24 (the LSTM rung 1.598). At 12: lr 1e-2 1.577;
-# 3 layers (16 windows) 1.612. Earlier: 3 layers 1.637 and 192 wide 1.661 (context 64), context 256 (3 windows) 1.618.
+# nanoGPT's CPU width (4 heads, 128 wide), two layers, rotary positions, a context of 128, 12 shuffled windows a
+# batch, Muon: the best validation loss in 140 s on two cores of tiny-shakespeare of the variants tried (docs/recipes.md)
 GPT_CONFIG = {"preset": "tiny", "n_layer": 2, "block_size": 128, "positions": "rotary"}
 GPT_TRAIN = {"lr": 6e-3, "epochs": 2, "bptt": 128, "batch_size": 12, "shuffle": True, "schedule": "onecycle",
              "warmup": 0.02, "weight_decay": 0.1, "grad_clip": 1.0, "optimizer": "muon"}
@@ -130,8 +120,7 @@ SPECS = [
     ModelSpec("ngram", "counts, not gradients: interpolated modified Kneser-Ney over the n-1 tokens before "
               "(Chen and Goodman 1998), the baseline every neural rung must beat", "lm", NGramConfig, NGram, {},
               {"epochs": 1, "batch_size": 64, "bptt": 16},
-              # order 3 predicts human numbers best (accuracy 0.31, perplexity 15.0; order 5: 0.15, 24.7): the
-              # validation numbers' longer contexts were never seen in training (bench/ngram.py)
+              # order 3 predicts human numbers best: the validation numbers' longer contexts never occur in training
               {"human-numbers": ({"order": 3}, {})}),
     ModelSpec("mlp3", f"fixed 3-token window, one hidden layer shared by all positions (Bengio 2003; {BOOK} LMModel1)",
               "lm", MLPConfig, MLP3, {}, {"lr": 1e-3, "epochs": 4, "bptt": 3}),
@@ -165,8 +154,8 @@ SPECS = [
               {"lr": 5e-3, "epochs": 15, "bptt": 16, "weight_decay": 0.7}),
     ModelSpec("gpt", "decoder-only Transformer: causal self-attention over a 128-token context, rotary positions "
               "(Radford et al. 2019; Su et al. 2021)", "lm", GPTConfig, GPT, GPT_CONFIG, GPT_TRAIN,
-              # 50k tokens give the recipe above some 50 steps: the ladder's width of 64, two layers, learned positions,
-              # batches of 6 ordered windows of 64 for 1,048 steps and a stronger decay reach 0.91 in ~18 s (3 seeds)
+              # 50k tokens give the recipe above some 50 steps: a smaller model, more steps of ordered windows and a
+              # stronger decay reach 0.91 accuracy in ~18 s (docs/recipes.md)
               {"human-numbers": ({"n_layer": 2, "n_embd": 64, "block_size": 64, "positions": "learned"},
                                  {"epochs": 8, "bptt": 64, "batch_size": 6, "weight_decay": 0.5, "shuffle": False})}),
     ModelSpec("seq2seq", "encoder-decoder GRU: the decoder sees the source only through the encoder's last state "
@@ -174,8 +163,8 @@ SPECS = [
               {"attention": "none", "bidirectional": False, "n_embed": 256, "n_hidden": 512}, TRANSLATION),
     ModelSpec("seq2seq-attn", "the same with attention: each target word looks back at every source word "
               "(Bahdanau et al. 2015; Luong et al. 2015)", "translation", Seq2SeqConfig, Seq2Seq,
-              # no dropout: five minutes on eng-fra gave 20.6 held-out BLEU (greedy) without it, 16.7 with 0.2;
-              # fifteen minutes is under three epochs (`--set dropout=0.2` for long runs)
+              # no dropout: a 15-minute run is under three epochs, where it only slows learning (`--set dropout=0.2` for
+              # long runs)
               {"attention": "bahdanau", "bidirectional": True, "n_embed": 256, "n_hidden": 256, "dropout": 0.0},
               TRANSLATION),
     ModelSpec("transformer-mt", "encoder-decoder Transformer: self-attention on each side, cross-attention between, "
@@ -183,29 +172,22 @@ SPECS = [
               {"dropout": 0.0}, TRANSFORMER_MT),
     ModelSpec("bag-of-embeddings", "the mean of the word vectors, then a linear layer: word order is lost",
               "classification", BagConfig, BagOfEmbeddings, {}, {**CLASSIFIER, "lr": 1e-2, "epochs": 5}),
-    # rt-polarity, the mean over the ten folds (final weights): 2 epochs 0.700, 3 0.733, 4 0.748, 6 0.757 (bench
-    # classify): its held-out loss rises after epoch 2, yet its accuracy goes on climbing, so fewer epochs do not help
+    # 6 epochs: its held-out loss rises after the second, yet its accuracy goes on climbing (docs/recipes.md)
     ModelSpec("rnn-classifier", "a bidirectional LSTM read over the sentence, pooled over time (last, max, mean)",
               "classification", RNNClassifierConfig, RNNClassifier, {"n_embed": 64, "n_hidden": 64},
               {**CLASSIFIER, "lr": 1e-2, "epochs": 6}),
-    # From a 10-minute WikiText-2 + rt-polarity AWD-LSTM (bench classify's; perplexity 299), on rt-polarity fold 0
-    # of 10 (final weights): lr 2e-3 for 6 epochs 0.741; 1e-2 for 8 0.806 (36 s); 2e-2 0.807; every layer from the
-    # start (unfreeze=0) 0.793; lr_decay 1.5 0.796. At 1e-2, the mean over the ten folds: 4 epochs 0.795, 6 0.803
-    # (226 s for the ten), 8 0.799 (the bench's first whole run, with its own language model), 12 0.791 (held-out
-    # loss 0.67 at 6, 1.09 at 8, 2.41 at 12: the body learns its training folds by heart)
+    # lr 1e-2 for 6 epochs, the body unfrozen group by group: longer, it learns its training folds by heart
+    # (docs/recipes.md)
     ModelSpec("ulmfit", "a trained language model's body (train --from RUN) fine-tuned with discriminative rates "
               "and gradual unfreezing (Howard and Ruder 2018)", "classification", LMClassifierConfig, ulmfit, {},
               {**CLASSIFIER, "lr": 1e-2, "epochs": 6}),
-    # word2vec's own recipe: SGD from 0.025 falling linearly to 0, 5 epochs. A batch is the pairs of 256 words:
-    # the summed steps of a batch come nearer sequential SGD as it shrinks. On WikiText-2 (analogy accuracy,
-    # median of seeds 0-2) 512 words gave 1.25%, 256 1.45%, 128 1.56% (gensim 1.41-1.72%). With 32 shared
-    # negatives (means of seeds 0-14), 128 words gave 1.45% against 256's 1.35% in 1.3x the time; 64 negatives
-    # at 256 words gave 1.51% in the same time, and higher WordSim-353 and SimLex-999 (see Word2VecConfig)
+    # word2vec's own recipe: SGD from 0.025 falling linearly to 0, 5 epochs. A batch is the pairs of 256 words: the
+    # summed steps of a batch come nearer sequential SGD as it shrinks, at a cost in time (docs/recipes.md)
     ModelSpec("word2vec", "skip-gram with negative sampling or the hierarchical softmax (or CBOW), subsampling of "
               "frequent words, a dynamic window (Mikolov et al. 2013)", "embeddings", Word2VecConfig, Word2Vec, {},
               {"lr": 0.025, "epochs": 5, "schedule": "linear", "warmup": 0.0, "batch_size": 256, "weight_decay": 0.0}),
-    # AdaGrad, constant, a batch 16,384 non-zero counts; the GloVe tool's rate 0.05 steps one count at a time, and
-    # here barely moved the vectors in 10 epochs of WikiText-2 (WordSim-353 0.00); 0.5 reached 0.07 in 6, 2.0 diverged
+    # AdaGrad at a constant 0.5, a batch of 16,384 non-zero counts: the GloVe tool's 0.05 steps one count at a time,
+    # and over batches barely moves the vectors (docs/recipes.md)
     ModelSpec("glove", "word vectors fit by weighted least squares to the log co-occurrence counts, counted once "
               "(Pennington et al. 2014)", "embeddings", GloVeConfig, GloVe, {},
               {"lr": 0.5, "epochs": 25, "schedule": "constant", "warmup": 0.0, "batch_size": 16_384, "weight_decay": 0.0}),

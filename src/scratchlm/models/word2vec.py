@@ -24,11 +24,8 @@ gradient are those of k draws per pair, and the scores become one matrix product
 instead of B x k dot products gathered one by one: the step that makes this fast on a CPU. Under
 `--precision bf16` (auto's choice on a CPU with AVX-512 bf16 dot products, `precision_rule`) the step's
 three products with the shared negatives run in bf16, accumulated in fp32 and each result rounded to bf16
-before it is taken back to fp32, while every vector stays fp32:
-at a batch's shape (1,000 pairs x 100 x 64) 42 us against 133 us a product on one core of an AMD EPYC
-with AVX-512 bf16, and the same vectors' scores (WikiText-2, seeds 0-14: analogies 1.52% against 1.51%,
-WordSim-353 0.128 against 0.127). A whole run of WikiText-2 took 0.95x the time of one in fp32 (medians of
-six pairs), its training loss the same to four digits.
+before it is taken back to fp32, while every vector stays fp32: the products are about 3x faster there,
+and the vectors score as fp32's do (docs/recipes.md has the measurements).
 
 The hierarchical softmax (`loss="hs"`, 2013b sec. 2.1) replaces the negatives by a true softmax whose
 cost is a word's path in a Huffman tree of the counts (models/huffman.py): with t_n = 1 - code_n for
@@ -40,12 +37,10 @@ each inner node n on the path of w_O and u_n its vector (word2vec's syn1),
 
 the same shape of step as negative sampling's, with the path's nodes in place of the true word and the
 negatives. The nodes near the root are on nearly every path, so a batch's steps pile up on them: summed
-over the pairs of 512 words (about 2,000), WikiText-2 diverged within 120 steps, while word2vec's
-one-pair-at-a-time steps correct each other. So the hierarchical softmax takes a batch `HS_PAIRS` (256)
-pairs at a time, each a step of its own: one epoch of WikiText-2 ended at a training loss of 7.63 nats a
-pair, as batches of 64 words do, where the steps averaged per node over 2,000 pairs stalled at 7.8 (each
-batch scored before its first step, as it was when measured). The
-tree (codes and points per word, padded) is built from the counts when a run starts and is kept with the weights.
+over a whole batch they diverge, where word2vec's one-pair-at-a-time steps correct each other. So the
+hierarchical softmax takes a batch `HS_PAIRS` (256) pairs at a time, each a step of its own, which learns as
+small batches do (docs/recipes.md). The tree (codes and points per word, padded) is built from the counts
+when a run starts and is kept with the weights.
 """
 
 from __future__ import annotations
